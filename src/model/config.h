@@ -18,6 +18,8 @@ struct RopeScaling {
   double beta_fast = 32.0, beta_slow = 1.0;
   double mscale = 1.0, mscale_all_dim = 0.0;
   double attention_factor = 0.0;  // 0 = derived (0.1*ln(factor)+1 for yarn)
+  // Per-frequency divisors (GGUF's rope_freqs.weight, how llama.cpp stores llama3 scaling); empty = none.
+  std::vector<float> freq_factors;
 };
 
 struct LlamaConfig {
