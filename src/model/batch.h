@@ -3,6 +3,7 @@
 // slot (sequence) it belongs to and its position there. Tokens of one sequence appear in increasing
 // position order.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
