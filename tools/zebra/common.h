@@ -1,0 +1,34 @@
+// Options and helpers shared by the zebra subcommands.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "model/loader.h"
+
+namespace zebra::cli {
+
+struct ModelOptions {
+  std::string model;      // -m
+  std::string tokenizer;  // --tokenizer (llama2.c)
+  int threads = 0;        // -t (0 = all cores)
+  bool json = false;      // --json
+};
+
+// Adds -m/--model, --tokenizer, -t/--threads (and --json when with_json) to a subcommand.
+void add_model_options(CLI::App* cmd, ModelOptions& o, bool with_json);
+// Sets threads and loads the model, logging what was loaded and how long it took.
+LoadedModel open_model(const ModelOptions& o, bool need_tokenizer = true);
+// Reads a whole text file; throws with the path on failure. Validates UTF-8 when check_utf8.
+std::string read_text_file(const std::string& path, bool check_utf8);
+bool valid_utf8(const std::string& s, size_t* bad_offset = nullptr);
+// JSON string escaping for hand-written JSON output.
+std::string json_escape(const std::string& s);
+
+void register_info(CLI::App& app);
+void register_generate(CLI::App& app);
+void register_chat(CLI::App& app);
+void register_tokenize(CLI::App& app);
+void register_perplexity(CLI::App& app);
+void register_bench(CLI::App& app);
+
+}  // namespace zebra::cli
