@@ -38,6 +38,9 @@ struct GgufValue {
 class GgufFile : public TensorSource {
  public:
   explicit GgufFile(const std::string& path);  // parses and validates; throws zebra::Error with context
+  // Parses an in-memory image (the fuzzer, tests); `name` stands in for the path in messages. The same
+  // parser as the file constructor; the object keeps the bytes and its views point into them.
+  GgufFile(std::vector<uint8_t> bytes, const std::string& name);
 
   uint32_t version() const { return version_; }
   const std::map<std::string, GgufValue>& metadata() const { return metadata_; }
@@ -58,18 +61,27 @@ class GgufFile : public TensorSource {
   // first), so a GGUF linear weight with ne = [in, out] has shape [out, in].
   const TensorView* find(const std::string& name) const override;
   std::vector<std::string> names() const override;
-  std::string describe() const override { return file_->path(); }
+  std::string describe() const override { return path_; }
   size_t alignment() const { return alignment_; }
   size_t data_offset() const { return data_offset_; }
 
  private:
-  std::unique_ptr<MappedFile> file_;
+  void parse();  // fills everything below from base_/size_
+
+  std::unique_ptr<MappedFile> file_;   // set when reading a file
+  std::vector<uint8_t> bytes_;         // set when parsing an in-memory image
+  std::string path_;
+  const uint8_t* base_ = nullptr;
+  size_t size_ = 0;
   uint32_t version_ = 0;
   size_t alignment_ = 32, data_offset_ = 0;
   std::map<std::string, GgufValue> metadata_;
   std::vector<TensorView> tensors_;
   std::map<std::string, size_t> index_;
 };
+
+// "U32", "STRING", ... for messages; unknown ids print as "type(N)".
+std::string gguf_type_name(GgufType t);
 
 // GGML tensor type id (as stored in GGUF tensor infos) to DType; throws for unsupported ids with the id.
 DType ggml_type_to_dtype(uint32_t ggml_type, const std::string& where);
