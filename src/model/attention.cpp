@@ -24,7 +24,7 @@ void attention_forward(const LlamaConfig& cfg, const AttentionWeights& w, const 
   cpu::matmul_wt(x, w.wv.ptr(), v.data(), n, H, kvd);
 
   // Rotate queries and keys, then store keys/values at their (slot, position).
-#pragma omp parallel for if (n > 1)
+#pragma omp parallel for if (n > 16)
   for (int64_t t = 0; t < n; ++t) {
     std::vector<float> cs(hd / 2), sn(hd / 2);
     rope.angles(batch.pos[t], cs.data(), sn.data());
@@ -37,7 +37,10 @@ void attention_forward(const LlamaConfig& cfg, const AttentionWeights& w, const 
   // Causal attention of each (token, head) over positions 0..pos of its own sequence.
   std::vector<float> ctx(n * qd);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-#pragma omp parallel
+  // Threads only pay off when there is real work: tiny models and short contexts run serially.
+  int64_t work = 0;
+  for (int64_t t = 0; t < n; ++t) work += (batch.pos[t] + 1) * nh * hd;
+#pragma omp parallel if (work > (1 << 16))
   {
     std::vector<float> scores;
 #pragma omp for collapse(2) schedule(dynamic)

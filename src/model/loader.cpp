@@ -8,8 +8,7 @@
 #include "io/hf_config.h"
 #include "io/llama2c.h"
 #include "io/safetensors.h"
-#include "tokenizer/bpe.h"
-#include "tokenizer/spm.h"
+#include "tokenizer/gguf_vocab.h"
 
 namespace zebra {
 
@@ -167,13 +166,6 @@ static LlamaConfig gguf_llama_config(const GgufFile& g) {
   return c;
 }
 
-static std::unique_ptr<Tokenizer> gguf_tokenizer(const GgufFile& g) {
-  const std::string kind = g.get_string("tokenizer.ggml.model");
-  if (kind == "gpt2") return make_byte_bpe(bpe_spec_from_gguf(g));
-  if (kind == "llama") return spm_from_gguf(g);
-  fail(g.describe(), ": tokenizer.ggml.model '", kind, "' is not supported (expected 'gpt2' or 'llama')");
-}
-
 static LoadedModel load_gguf(const std::string& path, const LoadOptions& opts) {
   GgufFile g(path);
   LoadedModel out;
@@ -185,7 +177,7 @@ static LoadedModel load_gguf(const std::string& path, const LoadOptions& opts) {
     if (name.find("self_attn.k_proj") != std::string::npos) return unpermute_rope_rows(t, cfg.num_kv_heads);
     return t;
   }, !cfg.tie_word_embeddings);
-  if (opts.need_tokenizer || g.find_value("tokenizer.ggml.model")) out.tokenizer = gguf_tokenizer(g);
+  if (opts.need_tokenizer || g.find_value("tokenizer.ggml.model")) out.tokenizer = tokenizer_from_gguf(g);
   return out;
 }
 
