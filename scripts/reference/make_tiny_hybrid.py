@@ -112,6 +112,38 @@ def g9(v):
     return float(f"{float(v):.9g}")
 
 
+def write_svd_init(path, gen):
+    """Llama layer (H 32, nh 4, nkv 2, hd 8) -> expected basis-independent MLA init products."""
+    from safetensors.torch import save_file
+    H, nh, nkv, hd = 32, 4, 2, 8
+    cfg = Z.ZebraConfig(vocab_size=128, hidden_size=H, intermediate_size=48, n_layer=1, mla_layers=[0],
+                        num_attention_heads=nh, num_key_value_heads=nkv, kv_lora_rank=16, q_lora_rank=16,
+                        qk_rope_head_dim=4, qk_nope_head_dim=4, v_head_dim=8, d_inner=32, d_xb=16,
+                        d_state=8, ngroups=4)
+    W = {"q_proj": torch.randn(nh * hd, H, generator=gen) / math.sqrt(H),
+         "k_proj": torch.randn(nkv * hd, H, generator=gen) / math.sqrt(H),
+         "v_proj": torch.randn(nkv * hd, H, generator=gen) / math.sqrt(H),
+         "o_proj": torch.randn(H, nh * hd, generator=gen) / math.sqrt(nh * hd)}
+    W = {k: bf16_round(v) for k, v in W.items()}
+    tensors = {f"llama.{k}.weight": v for k, v in W.items()}
+    meta = {"hidden": str(H), "nh": str(nh), "nkv": str(nkv), "head_dim": str(hd)}
+    for tag, full_kv in (("gqa", False), ("fullkv", True)):
+        cfg.use_full_kv_head = full_kv
+        p, rq, rkv = Z.mla_init_from_llama(W["q_proj"], W["k_proj"], W["v_proj"], W["o_proj"], cfg, nkv, hd)
+        for k, v in Z.mla_init_products(p, rkv).items():
+            tensors[f"{tag}.{k}"] = v.contiguous()
+        meta[f"{tag}.q_rank"], meta[f"{tag}.kv_rank"] = str(rq), str(rkv)
+        if tag == "gqa":
+            _, Sq, _ = torch.linalg.svd(W["q_proj"], full_matrices=False)
+            _, Skv, _ = torch.linalg.svd(torch.cat((W["k_proj"], W["v_proj"])), full_matrices=False)
+            tensors["gqa.q_singular_values"], tensors["gqa.kv_singular_values"] = Sq, Skv
+            for ratio in (0.5, 0.9, 0.99):
+                meta[f"dynamic_rank.q.{ratio}"] = str(Z.dynamic_rank(Sq, ratio))
+                meta[f"dynamic_rank.kv.{ratio}"] = str(Z.dynamic_rank(Skv, ratio))
+    meta.update({"r_q": "16", "r_kv": "16", "d_n": "4", "d_r": "4", "d_v": "8"})
+    save_file({k: v.to(torch.float32).contiguous() for k, v in sorted(tensors.items())}, path, metadata=meta)
+
+
 def write_json(path, obj):
     with open(path, "w") as f:
         json.dump(obj, f, separators=(",", ":"))
@@ -217,6 +249,9 @@ def main():
         "sequences": [{"name": "len40", "ids": ids[0].tolist(), "logits": [r(row, 5) for row in vl[0]],
                        "argmax": vl[0].argmax(-1).tolist(),
                        "max_abs_diff_prefill3_step": (inc - vl).abs().max().item()}]})
+
+    # ---- SVD / kqvo initialisation from a tiny Llama attention block (§2.1, §2.2) ----
+    write_svd_init(os.path.join(out, "svd_init.safetensors"), gen)
 
     # ---- YaRN tables of the real configs (§1.3) and of the two tiny ones ----
     pos = [0, 1, 37, 8191, 8192, 131071]
