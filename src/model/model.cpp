@@ -10,6 +10,8 @@ namespace zebra {
 const char* layer_kind_name(LayerKind k) {
   switch (k) {
     case LayerKind::Attention: return "attention";
+    case LayerKind::Mla: return "mla";
+    case LayerKind::Mamba2: return "mamba2";
   }
   return "?";
 }
@@ -17,32 +19,57 @@ const char* layer_kind_name(LayerKind k) {
 size_t Cache::bytes() const {
   size_t b = 0;
   for (const KvCache& c : kv) b += c.bytes();
+  for (const MlaCache& c : latent) b += c.bytes();
+  for (const Mamba2State& s : ssm) b += s.bytes();
   return b;
+}
+
+int64_t Model::layer_parameter_count(const Layer& l) const {
+  int64_t n = l.input_norm.numel() + l.post_norm.numel();
+  n += l.attn.wq.numel() + l.attn.wk.numel() + l.attn.wv.numel() + l.attn.wo.numel();
+  n += l.mla.q_a.numel() + l.mla.q_a_norm.numel() + l.mla.q_b.numel() + l.mla.q_proj.numel() + l.mla.kv_a.numel() +
+       l.mla.kv_a_norm.numel() + l.mla.kv_b.numel() + l.mla.out_proj.numel();
+  n += l.mamba.in_proj.numel() + l.mamba.conv_w.numel() + l.mamba.conv_b.numel() + l.mamba.dt_bias.numel() +
+       l.mamba.A_log.numel() + l.mamba.D.numel() + l.mamba.norm.numel() + l.mamba.out_proj.numel();
+  n += l.mlp.gate.numel() + l.mlp.up.numel() + l.mlp.down.numel();
+  return n;
 }
 
 int64_t Model::parameter_count() const {
   int64_t n = embed.numel() + norm.numel() + lm_head.numel();
-  for (const Layer& l : layers) {
-    n += l.input_norm.numel() + l.post_norm.numel();
-    n += l.attn.wq.numel() + l.attn.wk.numel() + l.attn.wv.numel() + l.attn.wo.numel();
-    n += l.mlp.gate.numel() + l.mlp.up.numel() + l.mlp.down.numel();
-  }
+  for (const Layer& l : layers) n += layer_parameter_count(l);
   return n;
 }
 
 int64_t Model::kv_bytes_per_token() const {
-  int64_t b = 0;
+  int64_t elems = 0;
+  for (const Layer& l : layers) {
+    if (l.kind == LayerKind::Attention) elems += 2 * config.kv_dim();
+    if (l.kind == LayerKind::Mla) elems += l.mla_dims.cache_width();
+  }
+  return elems * static_cast<int64_t>(sizeof(float));
+}
+
+int64_t Model::state_bytes_per_sequence() const {
+  int64_t elems = 0;
   for (const Layer& l : layers)
-    if (l.kind == LayerKind::Attention) b += 2 * config.kv_dim() * static_cast<int64_t>(sizeof(float));
-  return b;
+    if (l.kind == LayerKind::Mamba2) elems += mamba_dims.state_elements();
+  return elems * static_cast<int64_t>(sizeof(float));
 }
 
 Cache Model::make_cache(int64_t n_slots, int64_t n_ctx) const {
   Cache c;
   c.n_slots = n_slots, c.n_ctx = n_ctx;
   c.kv.resize(layers.size());
-  for (size_t i = 0; i < layers.size(); ++i)
-    if (layers[i].kind == LayerKind::Attention) c.kv[i].allocate(n_slots, n_ctx, config.kv_dim());
+  c.latent.resize(layers.size());
+  c.ssm.resize(layers.size());
+  for (size_t i = 0; i < layers.size(); ++i) {
+    switch (layers[i].kind) {
+      case LayerKind::Attention: c.kv[i].allocate(n_slots, n_ctx, config.kv_dim()); break;
+      case LayerKind::Mla: c.latent[i].allocate(n_slots, n_ctx, layers[i].mla_dims.cache_width()); break;
+      case LayerKind::Mamba2: c.ssm[i].allocate(n_slots, mamba_dims); break;
+    }
+  }
   return c;
 }
 
@@ -71,7 +98,17 @@ Tensor Model::forward(const Batch& batch, Cache& cache) const {
   for (size_t li = 0; li < layers.size(); ++li) {
     const Layer& L = layers[li];
     cpu::rmsnorm(x.ptr(), L.input_norm.ptr(), normed.data(), n, H, eps);
-    attention_forward(config, L.attn, rope, batch, normed.data(), branch.data(), cache.kv[li]);
+    switch (L.kind) {
+      case LayerKind::Attention:
+        attention_forward(config, L.attn, rope, batch, normed.data(), branch.data(), cache.kv[li]);
+        break;
+      case LayerKind::Mla:
+        mla_forward(L.mla_dims, L.mla, L.mla_rope, batch, normed.data(), branch.data(), cache.latent[li], mla_mode);
+        break;
+      case LayerKind::Mamba2:
+        mamba2_forward(mamba_dims, L.mamba, batch, normed.data(), branch.data(), cache.ssm[li]);
+        break;
+    }
     cpu::add_inplace(x.ptr(), branch.data(), n * H);
     cpu::rmsnorm(x.ptr(), L.post_norm.ptr(), normed.data(), n, H, eps);
     mlp_forward(L.mlp, normed.data(), branch.data(), n, H, config.intermediate_size);
