@@ -4,6 +4,7 @@
 // dequantisation (tests/fixtures/dequant/manifest.json, scripts/reference/make_dequant_fixtures.py).
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <iostream>
@@ -416,6 +417,7 @@ TEST(GgufBad, TensorInfos) {
   expect_error(one({"t", {48}, 2, std::string(27, '\0')}),
                "tensor 't' has type Q4_0 with inner dimension ne[0] = 48, which is not a multiple of the block size 32");
   expect_error(one({"t", {1ull << 40, 1ull << 40}, 0, d6}), "overflow int64");
+  expect_error(one({"t", {1ull << 40, 0, 1ull << 40}, 0, d6}), "overflow int64");  // zero does not excuse it
   expect_error(one({"t", {~0ull}, 0, d6}), "does not fit in int64");
   expect_error(one({"t", {1ull << 40}, 0, d6}), "more than the file size");
   expect_error(one({"t", {6}, 0, d6, 4}), "tensor 't' has data offset 4, which is not a multiple of the alignment 32");
@@ -481,6 +483,19 @@ TEST(GgufPython, AlignedAndEmpty) {
   EXPECT_EQ(a.data_offset() % 64, 0u);
   EXPECT_EQ(a.load("a", {3}).data, (std::vector<float>{1, 2, 3}));
   EXPECT_EQ(a.load("b", {2, 1}).data, (std::vector<float>{4, 5}));
+  GgufFile q(test::source_dir() + "/fuzz/corpus/gguf/quants_v3.gguf");
+  const std::vector<std::pair<std::string, DType>> quants = {
+      {"q4_1", DType::Q4_1}, {"q5_0", DType::Q5_0}, {"q5_1", DType::Q5_1}, {"q5_k", DType::Q5_K}, {"q6_k", DType::Q6_K}};
+  for (const auto& [name, dtype] : quants) {
+    SCOPED_TRACE(name);
+    const TensorView* v = q.find(name);
+    ASSERT_NE(v, nullptr);
+    EXPECT_EQ(v->dtype, dtype);
+    const int64_t n = dtype_block_size(dtype);
+    EXPECT_EQ(v->shape, (std::vector<int64_t>{1, n}));
+    Tensor t = q.load(name, {1, n});
+    for (float x : t.data) EXPECT_TRUE(std::isfinite(x));
+  }
   GgufFile e(test::source_dir() + "/fuzz/corpus/gguf/empty_v3.gguf");
   EXPECT_TRUE(e.names().empty());
   EXPECT_EQ(e.get_int("llama.block_count"), 2);
@@ -511,6 +526,14 @@ TEST(GgufSmolLM, MetadataAndTensors) {
   EXPECT_EQ(layers, 30);
   EXPECT_EQ(f.find("blk.0.attn_q.weight")->shape, (std::vector<int64_t>{576, 576}));
   EXPECT_EQ(f.find("blk.0.attn_k.weight")->shape, (std::vector<int64_t>{192, 576}));
+
+  // Every tensor converts; report how long the whole model's dequantisation takes.
+  const auto t0 = std::chrono::steady_clock::now();
+  int64_t total = 0;
+  for (const std::string& n : f.names()) total += view_to_tensor(*f.find(n)).numel();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::cout << "dequantised " << total << " weights in " << secs << " s\n";
+  EXPECT_GT(total, 130'000'000);
 }
 
 TEST(GgufSmolLM, DequantMatchesGgufPy) {

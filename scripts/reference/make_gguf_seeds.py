@@ -7,6 +7,7 @@ oracle files in tests/test_gguf.cpp (test GgufPython.*), which checks the values
                      F32 [2,3], F16 [4], BF16 [2,2], Q8_0 [2,32], Q4_0 [1,32], Q4_K [1,256] (zebra shape order)
   align64_v3.gguf    general.alignment = 64, two F32 tensors
   empty_v3.gguf      metadata only, no tensors
+  quants_v3.gguf     one block each of Q4_1, Q5_0, Q5_1, Q5_K, Q6_K (random bytes, finite scales)
 
 Usage: .venv/bin/python scripts/reference/make_gguf_seeds.py
 """
@@ -77,8 +78,20 @@ def empty():
     finish(w)
 
 
+def quant_blocks():
+    w = GGUFWriter(os.path.join(OUT, "quants_v3.gguf"), "llama")
+    rng = np.random.default_rng(11)
+    for qtype, size in [(T.Q4_1, 20), (T.Q5_0, 22), (T.Q5_1, 24), (T.Q5_K, 176), (T.Q6_K, 210)]:
+        raw = rng.integers(0, 256, size=(1, size), dtype=np.uint8)
+        scale_at = size - 2 if qtype == T.Q6_K else 0
+        raw[0, scale_at:scale_at + 2] = np.array([0.01], dtype=np.float16).view(np.uint8)
+        w.add_tensor(qtype.name.lower(), raw, raw_dtype=qtype)
+    finish(w)
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     small()
     aligned()
     empty()
+    quant_blocks()

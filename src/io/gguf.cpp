@@ -352,15 +352,20 @@ void GgufFile::parse() {
                 " are allowed");
     Info info;
     info.ne.resize(n_dims);
-    int64_t numel = 1;
+    // The product of the non-zero dimensions must fit in int64: then the element count fits whatever
+    // order later code multiplies the shape in (a zero dimension does not excuse huge others).
+    int64_t nonzero = 1;
+    bool has_zero = false;
     for (uint32_t j = 0; j < n_dims; ++j) {
       const uint64_t d = r.read<uint64_t>("a dimension");
       ZEBRA_CHECK(d <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()), where, " has dimension ",
                   j, " = ", d, ", which does not fit in int64");
-      ZEBRA_CHECK(!__builtin_mul_overflow(numel, static_cast<int64_t>(d), &numel), where,
-                  " has too many elements (the dimensions overflow int64)");
+      if (d == 0) has_zero = true;
+      else ZEBRA_CHECK(!__builtin_mul_overflow(nonzero, static_cast<int64_t>(d), &nonzero), where,
+                       " has too many elements (the dimensions overflow int64)");
       info.ne[j] = d;
     }
+    const int64_t numel = has_zero ? 0 : nonzero;
     view.dtype = ggml_type_to_dtype(r.read<uint32_t>("the ggml type"), where);
     info.offset = r.read<uint64_t>("the data offset");
 
