@@ -1,0 +1,57 @@
+// Multi-head Latent Attention (DeepSeek-style, AMD's GQA-MLA variant; spec §1.3): weights, the latent
+// cache, prefill (decompressed) and decode (weight-absorbed) forward. Backward will live here too.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "model/batch.h"
+#include "model/hybrid_config.h"
+
+namespace zebra {
+
+struct MlaWeights {
+  Tensor q_a;        // [q_rank, hidden]            (q_rank > 0)
+  Tensor q_a_norm;   // [q_rank]                    (lora_norm)
+  Tensor q_b;        // [n_heads*(nope+rope), q_rank]
+  Tensor q_proj;     // [n_heads*(nope+rope), hidden] (q_rank == 0)
+  Tensor kv_a;       // [kv_rank + rope, hidden]: latent rows, then the shared rope-key rows
+  Tensor kv_a_norm;  // [kv_rank]                   (lora_norm)
+  Tensor kv_b;       // [kv_heads*(nope + v), kv_rank]: per kv head, nope key rows then value rows
+  Tensor out_proj;   // [hidden, n_heads*v]
+};
+
+// Throws zebra::Error naming `where` and the tensor when a weight's shape does not match d (q_a/q_b or
+// q_proj by q_rank, the norms only when lora_norm), or when d itself is unusable (odd rope dim, ...).
+void check_mla_weights(const MlaDims& d, const MlaWeights& w, const std::string& where);
+
+// YaRN rope of the MLA rope dims (interleaved pairs), and the softmax scale (spec §1.3).
+struct MlaRope {
+  std::vector<float> inv_freq;  // [rope_dim/2]
+  float mscale = 1.0f;          // multiplies cos and sin
+  float softmax_scale = 1.0f;
+};
+MlaRope make_mla_rope(const HybridConfig& h, const MlaDims& d);
+
+// Per sequence slot and position: [c_kv (kv_rank, after kv_a_norm if any), rotated rope key (rope_dim)].
+struct MlaCache {
+  int64_t n_slots = 0, n_ctx = 0, width = 0;
+  std::vector<float> latent;
+  void allocate(int64_t slots, int64_t ctx, int64_t w);
+  float* at(int64_t slot, int64_t pos) { return latent.data() + (slot * n_ctx + pos) * width; }
+  size_t bytes() const { return latent.size() * sizeof(float); }
+};
+
+enum class MlaMode {
+  Auto,          // decompress keys/values for prefill, absorb weights for single-token decode
+  Decompressed,  // always rebuild per-head keys/values from the cached latents
+  Absorbed,      // always attend in latent space
+};
+
+// x: [n, hidden] normalised inputs; out: [n, hidden]. Writes each token's latent + rope key into the
+// cache at (slot, pos), then attends causally within each sequence.
+void mla_forward(const MlaDims& d, const MlaWeights& w, const MlaRope& rope, const Batch& batch, const float* x,
+                 float* out, MlaCache& cache, MlaMode mode = MlaMode::Auto);
+
+}  // namespace zebra
