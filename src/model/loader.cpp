@@ -80,19 +80,95 @@ static std::unique_ptr<Model> build_llama(const LlamaConfig& cfg, Getter&& get, 
   return m;
 }
 
+// ---- Zebra hybrid in AMD's layout (config.json + hybrid_config.json + safetensors; spec §7) ----------
+
+static void load_mla_layer(Layer& L, const MlaDims& d, const TensorSource& st, const std::string& p) {
+  const int64_t qd = d.n_heads * d.q_head_dim();
+  if (d.q_rank > 0) {
+    L.mla.q_a = st.load(p + "q_a_proj.weight", {d.q_rank, d.hidden});
+    L.mla.q_b = st.load(p + "q_b_proj.weight", {qd, d.q_rank});
+    if (d.lora_norm) L.mla.q_a_norm = st.load(p + "q_a_layernorm.weight", {d.q_rank});
+  } else {
+    L.mla.q_proj = st.load(p + "q_proj.weight", {qd, d.hidden});
+  }
+  L.mla.kv_a = st.load(p + "kv_a_proj_with_mqa.weight", {d.kv_rank + d.rope_dim, d.hidden});
+  if (d.lora_norm) L.mla.kv_a_norm = st.load(p + "kv_a_layernorm.weight", {d.kv_rank});
+  L.mla.kv_b = st.load(p + "kv_b_proj.weight", {d.kv_heads * (d.nope_dim + d.v_dim), d.kv_rank});
+  L.mla.out_proj = st.load(p + "out_proj.weight", {d.hidden, d.n_heads * d.v_dim});
+}
+
+static void load_mamba_layer(Layer& L, const Mamba2Dims& d, const TensorSource& st, const std::string& p) {
+  L.mamba.in_proj = st.load(p + "in_proj.weight", {d.in_proj_rows(), d.hidden});
+  L.mamba.conv_w = st.load(p + "conv1d.weight", {d.conv_dim(), 1, d.d_conv});
+  L.mamba.conv_w.shape = {d.conv_dim(), d.d_conv};  // drop the depthwise conv's singleton in-channel axis
+  L.mamba.conv_b = st.load(p + "conv1d.bias", {d.conv_dim()});
+  L.mamba.dt_bias = st.load(p + "dt_bias", {d.n_heads});
+  L.mamba.A_log = st.load(p + "A_log", {d.n_heads});
+  L.mamba.D = st.load(p + "D", {d.n_heads});
+  L.mamba.norm = st.load(p + "norm.weight", {d.d_inner});
+  L.mamba.out_proj = st.load(p + "out_proj.weight", {d.hidden, d.d_inner});
+}
+
+static std::unique_ptr<Model> build_hybrid(const LlamaConfig& cfg, const HybridConfig& h, const TensorSource& st,
+                                           const std::string& dir) {
+  auto m = std::make_unique<Model>();
+  m->config = cfg;
+  m->is_hybrid = true;
+  m->hybrid = h;
+  m->mamba_dims = h.mamba_dims(cfg);
+  const int64_t H = cfg.hidden_size, I = cfg.intermediate_size, V = cfg.vocab_size;
+  m->embed = st.load("model.embed_tokens.weight", {V, H});
+  m->norm = st.load("model.norm.weight", {H});
+  // AMD's rule (spec §7.4): use lm_head.weight when present, tie only when it is absent.
+  if (st.has("lm_head.weight")) m->lm_head = st.load("lm_head.weight", {V, H});
+  m->layers.resize(cfg.num_layers);
+  for (int64_t i = 0; i < cfg.num_layers; ++i) {
+    Layer& L = m->layers[i];
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    const bool mla = h.is_mla(i);
+    // The config's layer list must agree with the tensors the file holds.
+    const bool has_mla = st.has(p + "mla.kv_a_proj_with_mqa.weight"), has_mamba = st.has(p + "mamba.in_proj.weight");
+    ZEBRA_CHECK(!(mla && has_mamba) && !(!mla && has_mla), dir, ": hybrid_config.json says layer ", i, " is ",
+                mla ? "MLA" : "Mamba2", " but the weights hold a ", has_mla ? "MLA" : "Mamba2", " layer there");
+    L.input_norm = st.load(p + "input_layernorm.weight", {H});
+    L.post_norm = st.load(p + "post_attention_layernorm.weight", {H});
+    if (mla) {
+      L.kind = LayerKind::Mla;
+      L.mla_dims = h.mla_dims(cfg, i);
+      load_mla_layer(L, L.mla_dims, st, p + "mla.");
+      L.mla_rope = make_mla_rope(h, L.mla_dims);
+      check_mla_weights(L.mla_dims, L.mla, dir + " layer " + std::to_string(i));
+    } else {
+      L.kind = LayerKind::Mamba2;
+      load_mamba_layer(L, m->mamba_dims, st, p + "mamba.");
+      mamba2_check(m->mamba_dims, L.mamba);
+    }
+    L.mlp.gate = st.load(p + "mlp.gate_proj.weight", {I, H});
+    L.mlp.up = st.load(p + "mlp.up_proj.weight", {I, H});
+    L.mlp.down = st.load(p + "mlp.down_proj.weight", {H, I});
+  }
+  return m;
+}
+
 // ---- Hugging Face directory ----------------------------------------------------------------------
 
 static LoadedModel load_hf_directory(const std::string& dir, const LoadOptions& opts) {
   LoadedModel out;
   LlamaConfig cfg = load_hf_llama_config((fs::path(dir) / "config.json").string());
   cfg.source_format = "hf";
+  const fs::path hybrid_path = fs::path(dir) / "hybrid_config.json";
   SafetensorsDir st(dir);
-  bool has_head = st.has("lm_head.weight");
-  ZEBRA_CHECK(has_head || cfg.tie_word_embeddings, dir, ": config.json sets tie_word_embeddings = false but "
-              "there is no lm_head.weight tensor");
-  out.model = build_llama(cfg, [&](const std::string& name, const std::vector<int64_t>& shape) {
-    return st.load(name, shape);
-  }, has_head);
+  if (fs::exists(hybrid_path)) {
+    cfg.source_format = "zebra";
+    out.model = build_hybrid(cfg, load_hybrid_config(hybrid_path.string(), cfg), st, dir);
+  } else {
+    bool has_head = st.has("lm_head.weight");
+    ZEBRA_CHECK(has_head || cfg.tie_word_embeddings, dir, ": config.json sets tie_word_embeddings = false but "
+                "there is no lm_head.weight tensor");
+    out.model = build_llama(cfg, [&](const std::string& name, const std::vector<int64_t>& shape) {
+      return st.load(name, shape);
+    }, has_head);
+  }
   if (fs::exists(fs::path(dir) / "tokenizer.json")) {
     out.tokenizer = load_hf_tokenizer(dir);
   } else {

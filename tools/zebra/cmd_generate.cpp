@@ -36,6 +36,8 @@ static void run_generate(GenerateOptions o) {
   Cache cache = m.make_cache(1, ctx);
   Sampler sampler(o.sampling);
   StreamDecoder dec(tok);
+  // SentencePiece drops the space that starts the first piece after BOS: let the decoder see the BOS.
+  if (prompt.back() == tok.bos_id()) dec.push(prompt.back());
   GenerateStats st;
   generate(m, cache, 0, 0, prompt, o.n_predict, sampler, tok.eos_ids(), [&](int32_t id) {
     std::string piece = dec.push(id);
