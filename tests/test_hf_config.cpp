@@ -167,6 +167,8 @@ TEST(HfConfig, RejectsBadConfigs) {
   expect_error(with(minimal(), "hidden_size", true), "'hidden_size'");
   expect_error(with(minimal(), "hidden_size", -64), "'hidden_size' must be positive");
   expect_error(with(minimal(), "num_hidden_layers", 0), "'num_hidden_layers' must be positive");
+  expect_error(with(minimal(), "vocab_size", int64_t{1} << 40), "'vocab_size' = 1099511627776 is implausibly large");
+  expect_error(with(minimal(), "hidden_size", uint64_t{1} << 63), "'hidden_size' is too large");
   {
     json j = minimal();
     j.erase("vocab_size");

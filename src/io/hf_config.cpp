@@ -95,8 +95,11 @@ int32_t token_id(const json& v, const std::string& where, const std::string& fie
   return static_cast<int32_t>(id);
 }
 
+// Sizes must be positive and small enough that products of two of them (q_dim, vocab * hidden, ...) cannot
+// overflow int64 downstream; 2^31 is far beyond any real model.
 int64_t positive(int64_t v, const std::string& where, const char* field) {
   ZEBRA_CHECK(v > 0, where, ": config field '", field, "' must be positive, got ", v);
+  ZEBRA_CHECK(v <= (int64_t{1} << 31), where, ": config field '", field, "' = ", v, " is implausibly large");
   return v;
 }
 
