@@ -714,3 +714,25 @@ TEST(Compose, Stories260KEndToEnd) {
   EXPECT_EQ(load_hybrid_config(out + "/hybrid_config.json", load_hf_llama_config(out + "/config.json")).mla_layers,
             m.hybrid.mla_layers);
 }
+
+TEST(ComposeCli, Stories260K) {
+  ZEBRA_REQUIRE_ASSET(dir, "models/stories260K");
+  const std::string out = test::temp_dir() + "/h";
+  const std::string teacher = " compose --teacher " + dir + "/stories260K.bin -o " + out;
+  std::string so, se;
+  ASSERT_EQ(test::run_command(test::zebra_binary() + teacher + " --mla-layers 0,3 --kv-rank 16 --dtype f32", &so, &se),
+            0)
+      << se;
+  EXPECT_NE(so.find("MLA layers:   [0,3]"), std::string::npos) << so;
+  EXPECT_NE(so.find("q 32, kv 16"), std::string::npos) << so;
+  EXPECT_NE(so.find("KV cache:     12.50% of the teacher's per token (40 vs 320 elements)"), std::string::npos) << so;
+  EXPECT_TRUE(test::file_exists(out + "/model.safetensors"));
+  EXPECT_TRUE(test::file_exists(out + "/hybrid_config.json"));
+  EXPECT_NE(test::run_command(test::zebra_binary() + teacher + "2 --mla-layers 0,x", &so, &se), 0);
+  EXPECT_NE(se.find("--mla-layers: 'x' is not a layer index"), std::string::npos) << se;
+  EXPECT_NE(test::run_command(test::zebra_binary() + teacher + "2 --rope-dim 3", &so, &se), 0);
+  EXPECT_NE(se.find("rope dim must be positive and even"), std::string::npos) << se;
+  EXPECT_NE(test::run_command(test::zebra_binary() + teacher + "2 --dtype q4", &so, &se), 0);
+  EXPECT_NE(se.find("--dtype must be f32, bf16 or f16"), std::string::npos) << se;
+  EXPECT_FALSE(test::file_exists(out + "2"));
+}

@@ -30,5 +30,6 @@ void register_chat(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_perplexity(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_compose(CLI::App& app);
 
 }  // namespace zebra::cli

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   zebra::cli::register_tokenize(app);
   zebra::cli::register_perplexity(app);
   zebra::cli::register_bench(app);
+  zebra::cli::register_compose(app);
 
   try {
     app.parse(argc, argv);
