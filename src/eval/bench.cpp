@@ -4,6 +4,8 @@
 #include <cmath>
 #include <random>
 
+#include <sys/resource.h>
+
 namespace zebra {
 
 double BenchSample::mean() const {
@@ -91,10 +93,20 @@ double measure_read_bandwidth(size_t bytes, int reps) {
   return best;
 }
 
+double cache_mib(const Model& m, int64_t tokens) {
+  return (static_cast<double>(m.kv_bytes_per_token()) * tokens + m.state_bytes_per_sequence()) / (1 << 20);
+}
+
+double peak_rss_mib() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss / 1024.0;  // Linux reports KiB
+}
+
 int64_t decode_bytes_per_token(const Model& m, int64_t ctx) {
   int64_t params = m.parameter_count() - m.embed.numel() + m.config.hidden_size;
   if (m.lm_head.empty()) params += m.embed.numel();  // a tied head reads the whole table
-  return params * static_cast<int64_t>(sizeof(float)) + m.kv_bytes_per_token() * ctx;
+  return params * static_cast<int64_t>(sizeof(float)) + m.kv_bytes_per_token() * ctx + m.state_bytes_per_sequence();
 }
 
 }  // namespace zebra

@@ -26,7 +26,10 @@ BenchSample bench_decode(const Model& m, int64_t n_gen, int64_t depth, int reps)
 double measure_read_bandwidth(size_t bytes = size_t(1) << 30, int reps = 5);
 
 // Bytes one decode step reads: every weight except the embedding table (one row), plus the KV cache
-// of `ctx` tokens.
+// of `ctx` tokens and the Mamba2 state.
 int64_t decode_bytes_per_token(const Model& m, int64_t ctx);
+// Cache memory one sequence of `tokens` tokens needs (KV/latents grow, Mamba2 state is constant), fp32.
+double cache_mib(const Model& m, int64_t tokens);
+double peak_rss_mib();
 
 }  // namespace zebra

@@ -55,15 +55,16 @@ static void run_bench(const BenchOptions& o) {
       const BenchSample& s = samples[i];
       int64_t bytes = decode_bytes_per_token(m, s.depth + s.n_gen / 2);
       std::printf("%s{\"test\": \"%s\", \"n_prompt\": %lld, \"n_gen\": %lld, \"depth\": %lld, \"avg_ts\": %.3f, "
-                  "\"stddev_ts\": %.3f, \"bytes_per_token\": %lld, \"roofline_ts\": %.3f}",
+                  "\"stddev_ts\": %.3f, \"bytes_per_token\": %lld, \"roofline_ts\": %.3f, \"cache_mib\": %.4f}",
                   i ? ", " : "", s.test.c_str(), (long long)s.n_prompt, (long long)s.n_gen, (long long)s.depth,
-                  s.mean(), s.stddev(), (long long)(s.n_gen ? bytes : 0), s.n_gen && bw > 0 ? bw / bytes : 0.0);
+                  s.mean(), s.stddev(), (long long)(s.n_gen ? bytes : 0), s.n_gen && bw > 0 ? bw / bytes : 0.0,
+                  cache_mib(m, s.depth + s.n_prompt + s.n_gen));
     }
-    std::printf("]}\n");
+    std::printf("], \"peak_rss_mib\": %.1f}\n", peak_rss_mib());
     return;
   }
-  std::printf("| model | size | params | backend | threads | test | t/s | roofline t/s |\n");
-  std::printf("| ----- | ---: | -----: | ------- | ------: | ---: | --: | -----------: |\n");
+  std::printf("| model | size | params | backend | threads | test | t/s | roofline t/s | cache MiB |\n");
+  std::printf("| ----- | ---: | -----: | ------- | ------: | ---: | --: | -----------: | --------: |\n");
   for (const BenchSample& s : samples) {
     std::string roof = "-";
     if (s.n_gen && bw > 0) {
@@ -71,9 +72,11 @@ static void run_bench(const BenchOptions& o) {
       std::snprintf(buf, sizeof buf, "%.2f", bw / decode_bytes_per_token(m, s.depth + s.n_gen / 2));
       roof = buf;
     }
-    std::printf("| %s | %.1f MiB | %.2f M | CPU f32 | %d | %s | %.2f ± %.2f | %s |\n", o.model.model.c_str(),
-                size_mib, m.parameter_count() / 1e6, threads, s.test.c_str(), s.mean(), s.stddev(), roof.c_str());
+    std::printf("| %s | %.1f MiB | %.2f M | CPU f32 | %d | %s | %.2f ± %.2f | %s | %.3f |\n", o.model.model.c_str(),
+                size_mib, m.parameter_count() / 1e6, threads, s.test.c_str(), s.mean(), s.stddev(), roof.c_str(),
+                cache_mib(m, s.depth + s.n_prompt + s.n_gen));
   }
+  std::printf("\npeak RSS: %.1f MiB\n", peak_rss_mib());
   if (bw > 0) std::printf("\nmeasured read bandwidth: %.2f GB/s (roofline = bandwidth / bytes read per token)\n", bw / 1e9);
 }
 
