@@ -109,3 +109,17 @@ TEST(HybridModel, ConfigThatContradictsTheTensorsIsRejected) {
     EXPECT_NE(std::string(e.what()).find("layer 1"), std::string::npos) << e.what();
   }
 }
+
+TEST(HybridModel, CacheIsExactlyTheFormulasSize) {
+  // Spec §1.6: B * [N_mla * T * (r_kv + d_r) + N_m2 * (nh*hd*hd + 4*(d_inner + 2*d_xb))] elements.
+  LoadedModel lm = load_dir(test::fixture("tiny_hybrid/model"));
+  const Model& m = *lm.model;
+  const HybridConfig& h = m.hybrid;
+  const int64_t B = 3, T = 100, nh = m.config.num_heads, hd = m.config.head_dim;
+  const int64_t n_mla = static_cast<int64_t>(h.mla_layers.size()), n_m2 = m.config.num_layers - n_mla;
+  const int64_t elements =
+      B * (n_mla * T * (h.kv_lora_rank + h.qk_rope_head_dim) + n_m2 * (nh * hd * hd + 4 * (h.d_inner + 2 * h.d_xb)));
+  Cache c = m.make_cache(B, T);
+  EXPECT_EQ(c.bytes(), static_cast<size_t>(elements) * sizeof(float));
+  EXPECT_EQ(m.kv_bytes_per_token(), n_mla * (h.kv_lora_rank + h.qk_rope_head_dim) * 4);
+}
