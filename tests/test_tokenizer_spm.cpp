@@ -106,6 +106,88 @@ TEST(Llama2cTokenizer, BadFilesGiveClearErrors) {
   EXPECT_NE(error_of([&] { load_llama2c_tokenizer(dir + "/nope.bin", 512); }).find("cannot open"), std::string::npos);
 }
 
+// tok512.bin -> tokenizer.json (Llama-2 layout) -> load_hf_tokenizer encodes and decodes as llama2.c.
+TEST(Llama2cTokenizer, HfJsonRoundTripMatchesLlama2c) {
+  ZEBRA_REQUIRE_ASSET(path, "models/stories260K/tok512.bin");
+  auto tok = load_llama2c_tokenizer(path, 512);
+  std::string dir = test::temp_dir();
+  save_hf_tokenizer(*tok, dir);
+  auto back = load_hf_tokenizer(dir);
+  EXPECT_EQ(back->vocab_size(), 512);
+  EXPECT_EQ(back->bos_id(), 1);
+  EXPECT_EQ(back->eos_id(), 2);
+  EXPECT_TRUE(back->adds_bos());
+  EXPECT_EQ(back->token_text(1), "<s>");  // SentencePiece's name, not llama2.c's "\n<s>\n"
+  json fx = json::parse(test::read_file(test::fixture("tokenizer/tok512_ids.json")));
+  for (size_t i = 0; i < fx["texts"].size(); ++i) {
+    std::string text = fx["texts"][i];
+    auto want = fx["ids"][i].get<std::vector<int32_t>>();
+    EXPECT_EQ(back->encode(text, true, false), want) << "string #" << i << ": " << text;
+    std::vector<int32_t> no_bos(want.begin() + 1, want.end());
+    EXPECT_EQ(back->encode(text, false, false), no_bos) << i;
+    EXPECT_EQ(back->decode(no_bos), text) << i;
+    EXPECT_EQ(back->decode(want), "<s>" + text) << i;
+  }
+  for (int32_t id = 3; id < 512; ++id) EXPECT_EQ(back->token_bytes(id), tok->token_bytes(id)) << id;
+  // Saving the loaded tokenizer again gives the same files.
+  std::string dir2 = test::temp_dir();
+  save_hf_tokenizer(*back, dir2);
+  EXPECT_EQ(json::parse(test::read_file(dir2 + "/tokenizer.json")), json::parse(test::read_file(dir + "/tokenizer.json")));
+}
+
+// zebra's export must stay the committed fixture, whose ids HF tokenizers computed
+// (scripts/reference/make_spm_json_fixtures.py): HF's ids on it equal zebra's.
+TEST(Llama2cTokenizer, HfTokenizersAgreeOnExport) {
+  ZEBRA_REQUIRE_ASSET(path, "models/stories260K/tok512.bin");
+  auto tok = load_llama2c_tokenizer(path, 512);
+  std::string dir = test::temp_dir();
+  save_hf_tokenizer(*tok, dir);
+  std::string fx_dir = test::fixture("tokenizer/tok512_hf");
+  EXPECT_EQ(json::parse(test::read_file(dir + "/tokenizer.json")),
+            json::parse(test::read_file(fx_dir + "/tokenizer.json")));
+  EXPECT_EQ(json::parse(test::read_file(dir + "/tokenizer_config.json")),
+            json::parse(test::read_file(fx_dir + "/tokenizer_config.json")));
+  auto back = load_hf_tokenizer(fx_dir);
+  json fx = json::parse(test::read_file(test::fixture("tokenizer/tok512_hf_ids.json")));
+  ASSERT_GE(fx["texts"].size(), 50u);
+  for (size_t i = 0; i < fx["texts"].size(); ++i) {
+    std::string text = fx["texts"][i];
+    auto hf = fx["ids"][i].get<std::vector<int32_t>>();  // HF: add_special_tokens=True, specials parsed
+    EXPECT_EQ(back->encode(text, true, true), hf) << "string #" << i << ": " << text;
+    if (fx["has_special"][i].get<bool>()) continue;
+    EXPECT_EQ(tok->encode(text, true, false), hf) << "llama2.c vs HF, string #" << i << ": " << text;
+    // HF's decode of the ids after BOS (its Strip drops the dummy-prefix space).
+    EXPECT_EQ(back->decode(std::vector<int32_t>(hf.begin() + 1, hf.end())), fx["decoded"][i].get<std::string>()) << i;
+  }
+}
+
+TEST(Spm, HfJsonRejectsOtherNormalizers) {
+  ZEBRA_REQUIRE_ASSET(path, "models/stories260K/tok512.bin");
+  auto tok = load_llama2c_tokenizer(path, 512);
+  std::string dir = test::temp_dir();
+  save_hf_tokenizer(*tok, dir);
+  json root = json::parse(test::read_file(dir + "/tokenizer.json"));
+  auto load_with = [&](const json& r) {
+    test::write_file(dir + "/tokenizer.json", r.dump());
+    return error_of([&] { load_hf_tokenizer(dir); });
+  };
+  json r = root;
+  r["normalizer"] = nullptr;
+  EXPECT_NE(load_with(r).find("normalizer"), std::string::npos);
+  r = root;
+  r["normalizer"]["normalizers"].erase(0);
+  EXPECT_NE(load_with(r).find("no Prepend"), std::string::npos);
+  r = root;
+  r["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "\xE2\x96\x81"}, {"prepend_scheme", "first"}};
+  EXPECT_NE(load_with(r).find("Metaspace"), std::string::npos);
+  r = root;
+  r["decoder"]["decoders"][1] = {{"type", "ByteLevel"}};
+  EXPECT_NE(load_with(r).find("decoder step 1"), std::string::npos);
+  r = root;
+  r["model"]["merges"].push_back(json::array({"zz", "qq"}));
+  EXPECT_NE(load_with(r).find("not in model.vocab"), std::string::npos);
+}
+
 TEST(Spm, GgufStylePiecesAndSpecials) {
   // A tiny GGUF "llama"-style vocabulary: pieces with "▁", byte tokens typed 6, control tokens typed 3.
   std::vector<std::string> toks = {"<unk>", "<s>", "</s>", "\xE2\x96\x81", "a", "b", "\xE2\x96\x81" "a", "ab",

@@ -58,7 +58,7 @@ SpmTokenizer::SpmTokenizer(std::vector<std::string> tokens, std::vector<float> s
       ZEBRA_CHECK(b >= 0, "SentencePiece vocabulary: byte token ", i, " is '", tokens_[i], "', expected <0xNN>");
       if (byte_id_[b] < 0) byte_id_[b] = id;
     }
-    if ((types_[i] == 3 || types_[i] == 4) && !tokens_[i].empty()) added_.push_back({tokens_[i], id});
+    if ((types_[i] == 2 || types_[i] == 3 || types_[i] == 4) && !tokens_[i].empty()) added_.push_back({tokens_[i], id});
     // Like llama2.c's sorted-vocabulary lookup every piece (byte tokens too) can be a merge result;
     // the first of duplicate pieces wins.
     piece_to_id_.emplace(pieces_[i], id);
@@ -163,7 +163,7 @@ std::vector<int32_t> SpmTokenizer::encode(std::string_view text, bool add_bos, b
   for (size_t i = 0; i < text.size();) {
     const std::pair<std::string, int32_t>* hit = nullptr;
     for (const auto& a : added_) {
-      if (types_[a.second] == 3 && !parse_special) continue;
+      if (types_[a.second] != 4 && !parse_special) continue;  // unknown/control: only when asked
       if (text.compare(i, a.first.size(), a.first) == 0) {
         hit = &a;
         break;

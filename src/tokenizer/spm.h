@@ -27,6 +27,8 @@ class SpmTokenizer : public Tokenizer {
   std::string token_text(int32_t id) const override;
   bool strips_leading_space() const override { return true; }
   float score(int32_t id) const { return scores_.at(id); }
+  // GGUF token type: 1 normal, 2 unknown, 3 control, 4 user-defined, 6 byte <0xNN>.
+  int32_t token_type(int32_t id) const { return types_.at(id); }
 
  private:
   void encode_fragment(std::string_view text, std::vector<int32_t>& out) const;
@@ -40,7 +42,7 @@ class SpmTokenizer : public Tokenizer {
   bool add_bos_;
   std::unordered_map<std::string, int32_t> piece_to_id_;
   std::array<int32_t, 256> byte_id_{};
-  std::vector<std::pair<std::string, int32_t>> added_;  // control (3) and user-defined (4), longest first
+  std::vector<std::pair<std::string, int32_t>> added_;  // unknown (2), control (3), user-defined (4), longest first
 };
 
 }  // namespace zebra
