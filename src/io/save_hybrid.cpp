@@ -12,6 +12,7 @@
 #include "io/atomic_write.h"
 #include "io/safetensors.h"
 #include "tokenizer/bpe.h"
+#include "tokenizer/spm.h"
 
 namespace zebra {
 
@@ -203,9 +204,9 @@ void save_hybrid(const Model& m, const Tokenizer* tok, const std::string& dir, D
     write_safetensors((tmp / "model.safetensors").string(), tensors, dtype, {{"format", "pt"}});
     if (tok == nullptr) {
       log_warn("save_hybrid: no tokenizer given; ", target.string(), " will have no tokenizer.json");
-    } else if (dynamic_cast<const ByteBpeTokenizer*>(tok) == nullptr) {
-      log_warn("save_hybrid: the teacher's tokenizer is not a byte-level BPE and cannot be written as "
-               "tokenizer.json; copy the teacher's tokenizer next to ", target.string(), " yourself");
+    } else if (dynamic_cast<const ByteBpeTokenizer*>(tok) == nullptr && dynamic_cast<const SpmTokenizer*>(tok) == nullptr) {
+      log_warn("save_hybrid: the teacher's tokenizer is neither byte-level BPE nor SentencePiece and cannot be "
+               "written as tokenizer.json; copy the teacher's tokenizer next to ", target.string(), " yourself");
     } else {
       save_hf_tokenizer(*tok, tmp.string());
     }
