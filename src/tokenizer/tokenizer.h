@@ -110,9 +110,13 @@ struct BpeVocabSpec {
 std::unique_ptr<Tokenizer> make_byte_bpe(const BpeVocabSpec& spec);
 
 // HF layout: `path` is tokenizer.json or a directory holding it (+ optional tokenizer_config.json).
+// Byte-level BPE (ByteLevel pre-tokenizer) gives a ByteBpeTokenizer; the Llama-2 legacy layout (BPE with
+// byte_fallback, normalizer Prepend("▁") + Replace(" ", "▁"), no pre-tokenizer) gives a SpmTokenizer
+// whose scores are minus each piece's first merge rank, so it encodes as llama2.c / SentencePiece BPE.
 std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& path);
-// Writes dir/tokenizer.json + dir/tokenizer_config.json for a byte-level BPE tokenizer (the kind
-// make_byte_bpe / load_hf_tokenizer build); throws for other tokenizers.
+// Writes dir/tokenizer.json + dir/tokenizer_config.json (each atomically) for a byte-level BPE tokenizer
+// or a SentencePiece one (Llama-2 legacy layout, as transformers' LlamaConverter writes it; llama2.c's
+// "\n<s>\n"/"\n</s>\n" become "<s>"/"</s>"); throws for other tokenizers.
 void save_hf_tokenizer(const Tokenizer& tok, const std::string& dir);
 
 // ---- SentencePiece-style BPE with byte fallback (llama2.c, GGUF "llama" vocabularies) ----
