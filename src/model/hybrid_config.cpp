@@ -3,14 +3,13 @@
 #include "model/hybrid_config.h"
 
 #include <algorithm>
-#include <cmath>
 #include <fstream>
-#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "core/error.h"
 #include "io/atomic_write.h"
+#include "io/json_fields.h"
 
 namespace zebra {
 
@@ -23,66 +22,10 @@ constexpr double kMambaNormEps = 1e-5;
 // q_a_layernorm / kv_a_layernorm: AMD builds DeepSeek's RMSNorm without an eps, i.e. its 1e-6 default.
 constexpr double kLoraNormEps = 1e-6;
 
-const json* member(const json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return nullptr;
-  return &*it;
-}
-
-int64_t as_int(const json& v, const std::string& where, const std::string& field) {
-  if (v.is_number_integer()) {
-    if (v.is_number_unsigned()) {
-      uint64_t u = v.get<uint64_t>();
-      ZEBRA_CHECK(u <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()), where, ": field '", field,
-                  "' is too large: ", u);
-      return static_cast<int64_t>(u);
-    }
-    return v.get<int64_t>();
-  }
-  if (v.is_number_float()) {
-    double d = v.get<double>();
-    ZEBRA_CHECK(std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9e15, where, ": field '", field,
-                "' must be an integer, got ", d);
-    return static_cast<int64_t>(d);
-  }
-  fail(where, ": field '", field, "' must be an integer, got ", v.type_name(), " ", v.dump());
-}
-
-double as_double(const json& v, const std::string& where, const std::string& field) {
-  ZEBRA_CHECK(v.is_number(), where, ": field '", field, "' must be a number, got ", v.type_name(), " ", v.dump());
-  double d = v.get<double>();
-  ZEBRA_CHECK(std::isfinite(d), where, ": field '", field, "' must be finite, got ", d);
-  return d;
-}
-
-int64_t opt_int(const json& j, const char* key, int64_t def, const std::string& where, const std::string& pre = "") {
-  const json* v = member(j, key);
-  return v ? as_int(*v, where, pre + key) : def;
-}
-
-int64_t req_int(const json& j, const char* key, const std::string& where, const std::string& pre = "") {
-  const json* v = member(j, key);
-  ZEBRA_CHECK(v != nullptr, where, ": field '", pre, key, "' is missing");
-  return as_int(*v, where, pre + key);
-}
-
-double opt_double(const json& j, const char* key, double def, const std::string& where, const std::string& pre = "") {
-  const json* v = member(j, key);
-  return v ? as_double(*v, where, pre + key) : def;
-}
-
-bool opt_bool(const json& j, const char* key, bool def, const std::string& where, const std::string& pre = "") {
-  const json* v = member(j, key);
-  if (!v) return def;
-  ZEBRA_CHECK(v->is_boolean(), where, ": field '", pre, key, "' must be true or false, got ", v->type_name(), " ",
-              v->dump());
-  return v->get<bool>();
-}
-
 // A field that repeats a Llama config value must agree with config.json.
 void check_same(const json& j, const char* key, int64_t base_value, const char* base_field, const std::string& where) {
-  if (const json* v = member(j, key)) {
-    int64_t got = as_int(*v, where, key);
+  if (const json* v = json_member(j, key)) {
+    int64_t got = json_int(*v, where, key);
     ZEBRA_CHECK(got == base_value, where, ": field '", key, "' = ", got, " contradicts config.json's ", base_field,
                 " = ", base_value);
   }
@@ -99,12 +42,12 @@ RopeScaling yarn_from_dict(const json* rs, const std::string& where) {
   if (!rs) return r;
   ZEBRA_CHECK(rs->is_object(), where, ": field 'rope_scaling' must be an object or null, got ", rs->type_name());
   const std::string pre = "rope_scaling.";
-  r.factor = opt_double(*rs, "factor", 1.0, where, pre);
-  r.original_max_position_embeddings = opt_int(*rs, "original_max_position_embeddings", 8192, where, pre);
-  r.beta_fast = opt_double(*rs, "beta_fast", 32.0, where, pre);
-  r.beta_slow = opt_double(*rs, "beta_slow", 1.0, where, pre);
-  r.mscale = opt_double(*rs, "mscale", 1.0, where, pre);
-  r.mscale_all_dim = opt_double(*rs, "mscale_all_dim", 0.0, where, pre);
+  r.factor = json_optional_double(*rs, "factor", 1.0, where, pre);
+  r.original_max_position_embeddings = json_optional_int(*rs, "original_max_position_embeddings", 8192, where, pre);
+  r.beta_fast = json_optional_double(*rs, "beta_fast", 32.0, where, pre);
+  r.beta_slow = json_optional_double(*rs, "beta_slow", 1.0, where, pre);
+  r.mscale = json_optional_double(*rs, "mscale", 1.0, where, pre);
+  r.mscale_all_dim = json_optional_double(*rs, "mscale_all_dim", 0.0, where, pre);
   ZEBRA_CHECK(r.factor > 0, where, ": field 'rope_scaling.factor' must be positive, got ", r.factor);
   ZEBRA_CHECK(r.original_max_position_embeddings > 0, where,
               ": field 'rope_scaling.original_max_position_embeddings' must be positive, got ",
@@ -125,34 +68,40 @@ HybridConfig parse_hybrid(const json& j, const LlamaConfig& base, const std::str
   check_same(j, "n_layer", base.num_layers, "num_hidden_layers", where);
   check_same(j, "num_attention_heads", base.num_heads, "num_attention_heads", where);
   check_same(j, "num_key_value_heads", base.num_kv_heads, "num_key_value_heads", where);
-  if (const json* act = member(j, "hidden_act")) {
+  if (const json* act = json_member(j, "hidden_act")) {
     ZEBRA_CHECK(act->is_string() && act->get<std::string>() == "silu", where, ": field 'hidden_act' is ",
                 act->dump(), "; only \"silu\" is supported");
   }
-  ZEBRA_CHECK(!opt_bool(j, "attention_bias", false, where), where,
+  ZEBRA_CHECK(!json_optional_bool(j, "attention_bias", false, where), where,
               ": field 'attention_bias' = true is not supported (Zebra's MLA projections have no bias)");
 
-  if (const json* ml = member(j, "mla_layers")) {
+  if (const json* ml = json_member(j, "mla_layers")) {
     ZEBRA_CHECK(ml->is_array(), where, ": field 'mla_layers' must be a list of layer indices, got ", ml->type_name());
-    for (size_t i = 0; i < ml->size(); ++i) h.mla_layers.push_back(as_int((*ml)[i], where, cat("mla_layers[", i, "]")));
+    for (size_t i = 0; i < ml->size(); ++i) {
+      h.mla_layers.push_back(json_int((*ml)[i], where, cat("mla_layers[", i, "]")));
+    }
   }
 
   // MLA. Ranks are only required when some layer is MLA.
   const bool any_mla = !h.mla_layers.empty();
-  if (const json* q = member(j, "q_lora_rank")) h.q_lora_rank = as_int(*q, where, "q_lora_rank");  // null = full q_proj
-  h.kv_lora_rank = any_mla ? req_int(j, "kv_lora_rank", where) : opt_int(j, "kv_lora_rank", 0, where);
-  h.qk_rope_head_dim = any_mla ? req_int(j, "qk_rope_head_dim", where) : opt_int(j, "qk_rope_head_dim", 0, where);
-  h.qk_nope_head_dim = any_mla ? req_int(j, "qk_nope_head_dim", where) : opt_int(j, "qk_nope_head_dim", 0, where);
-  h.v_head_dim = any_mla ? req_int(j, "v_head_dim", where) : opt_int(j, "v_head_dim", 0, where);
-  h.use_lora_layer_norm = opt_bool(j, "use_lora_layer_norm", false, where);
-  h.use_full_kv_head = opt_bool(j, "use_full_kv_head", false, where);
-  h.qkv_rank_divisor = opt_int(j, "qkv_rank_divisor", 8, where);
-  h.rope_theta = opt_double(j, "rope_theta", base.rope_theta, where);
-  h.max_position_embeddings = opt_int(j, "max_position_embeddings", base.max_position_embeddings, where);
-  h.rms_norm_eps = opt_double(j, "rms_norm_eps", base.rms_norm_eps, where);
-  h.mla_rope = yarn_from_dict(member(j, "rope_scaling"), where);
+  auto mla_int = [&](const char* key) {
+    return any_mla ? json_required_int(j, key, where) : json_optional_int(j, key, 0, where);
+  };
+  // null q_lora_rank = full q_proj
+  if (const json* q = json_member(j, "q_lora_rank")) h.q_lora_rank = json_int(*q, where, "q_lora_rank");
+  h.kv_lora_rank = mla_int("kv_lora_rank");
+  h.qk_rope_head_dim = mla_int("qk_rope_head_dim");
+  h.qk_nope_head_dim = mla_int("qk_nope_head_dim");
+  h.v_head_dim = mla_int("v_head_dim");
+  h.use_lora_layer_norm = json_optional_bool(j, "use_lora_layer_norm", false, where);
+  h.use_full_kv_head = json_optional_bool(j, "use_full_kv_head", false, where);
+  h.qkv_rank_divisor = json_optional_int(j, "qkv_rank_divisor", 8, where);
+  h.rope_theta = json_optional_double(j, "rope_theta", base.rope_theta, where);
+  h.max_position_embeddings = json_optional_int(j, "max_position_embeddings", base.max_position_embeddings, where);
+  h.rms_norm_eps = json_optional_double(j, "rms_norm_eps", base.rms_norm_eps, where);
+  h.mla_rope = yarn_from_dict(json_member(j, "rope_scaling"), where);
 
-  if (const json* lr = member(j, "layer_rank_list")) {
+  if (const json* lr = json_member(j, "layer_rank_list")) {
     ZEBRA_CHECK(lr->is_object(), where, ": field 'layer_rank_list' must be an object {\"layer\": {\"q_rank\", "
                 "\"kv_rank\"}}, got ", lr->type_name());
     for (auto it = lr->begin(); it != lr->end(); ++it) {
@@ -169,34 +118,34 @@ HybridConfig parse_hybrid(const json& j, const LlamaConfig& base, const std::str
       // q_rank absent: the global rank; null: no q LoRA (full q_proj), as for q_lora_rank.
       int64_t q = h.q_lora_rank;
       if (it.value().contains("q_rank")) {
-        const json* qr = member(it.value(), "q_rank");
-        q = qr ? as_int(*qr, where, f + ".q_rank") : 0;
+        const json* qr = json_member(it.value(), "q_rank");
+        q = qr ? json_int(*qr, where, f + ".q_rank") : 0;
       }
-      int64_t kv = req_int(it.value(), "kv_rank", where, f + ".");
+      int64_t kv = json_required_int(it.value(), "kv_rank", where, f + ".");
       h.layer_ranks[layer] = {q, kv};
     }
   }
 
   // Mamba2 (spec §1.4): head_dim = d_state, heads = d_inner / d_state = ngroups.
-  const json* ssm = member(j, "ssm_cfg");
+  const json* ssm = json_member(j, "ssm_cfg");
   ZEBRA_CHECK(!ssm || ssm->is_object(), where, ": field 'ssm_cfg' must be an object");
   const json empty = json::object();
   const json& s = ssm ? *ssm : empty;
-  const int64_t expand = opt_int(s, "expand", 1, where, "ssm_cfg.");
-  h.d_state = opt_int(s, "d_state", base.head_dim, where, "ssm_cfg.");
-  h.d_inner = opt_int(j, "d_inner", expand * base.hidden_size, where);
-  if (member(s, "expand") && member(j, "d_inner"))
+  const int64_t expand = json_optional_int(s, "expand", 1, where, "ssm_cfg.");
+  h.d_state = json_optional_int(s, "d_state", base.head_dim, where, "ssm_cfg.");
+  h.d_inner = json_optional_int(j, "d_inner", expand * base.hidden_size, where);
+  if (json_member(s, "expand") && json_member(j, "d_inner"))
     ZEBRA_CHECK(expand * base.hidden_size == h.d_inner, where, ": field 'd_inner' = ", h.d_inner,
                 " contradicts ssm_cfg.expand (", expand, ") * hidden_size (", base.hidden_size, ")");
-  h.ngroups = opt_int(s, "ngroups", h.d_state > 0 ? h.d_inner / h.d_state : 0, where, "ssm_cfg.");
-  h.d_xb = opt_int(j, "d_xb", base.num_kv_heads * h.d_state, where);
-  h.d_conv = opt_int(s, "d_conv", 4, where, "ssm_cfg.");
-  h.repeat_kv_before_conv = opt_bool(s, "repeat_kv_before_conv", false, where, "ssm_cfg.");
+  h.ngroups = json_optional_int(s, "ngroups", h.d_state > 0 ? h.d_inner / h.d_state : 0, where, "ssm_cfg.");
+  h.d_xb = json_optional_int(j, "d_xb", base.num_kv_heads * h.d_state, where);
+  h.d_conv = json_optional_int(s, "d_conv", 4, where, "ssm_cfg.");
+  h.repeat_kv_before_conv = json_optional_bool(s, "repeat_kv_before_conv", false, where, "ssm_cfg.");
 
   // Generation: the June-2025 trainer wrote these extra fields and Llama's llama3 dict as rope_scaling.
   bool june = j.contains("layer_rank_list") || j.contains("use_fixed_rank_for_first_and_last_block") ||
               j.contains("q_energy_ratio") || j.contains("kv_energy_ratio");
-  if (const json* rs = member(j, "rope_scaling"))
+  if (const json* rs = json_member(j, "rope_scaling"))
     if (rs->is_object() && rs->value("rope_type", std::string()) == "llama3") june = true;
   h.generation = june ? "june2025" : "current";
 

@@ -1,6 +1,5 @@
 // zebra bench: llama-bench-style throughput table (prefill pp, decode tg), with the memory roofline.
 #include <cstdio>
-#include <sstream>
 
 #include "common.h"
 #include "core/log.h"
@@ -16,32 +15,15 @@ struct BenchOptions {
   bool roofline = true;
 };
 
-static std::vector<int64_t> parse_list(const std::string& s, const char* flag) {
-  std::vector<int64_t> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    try {
-      size_t used = 0;
-      long long v = std::stoll(item, &used);
-      ZEBRA_CHECK(used == item.size() && v >= 0, "");
-      out.push_back(v);
-    } catch (...) {
-      fail(flag, ": expected a comma-separated list of non-negative integers, got '", s, "'");
-    }
-  }
-  return out;
-}
-
 static void run_bench(const BenchOptions& o) {
   LoadedModel lm = open_model(o.model, false);
   const Model& m = *lm.model;
   ZEBRA_CHECK(o.reps >= 1, "-r must be at least 1");
   std::vector<BenchSample> samples;
-  for (int64_t d : parse_list(o.depths, "-d")) {
-    for (int64_t p : parse_list(o.prompts, "-p"))
+  for (int64_t d : parse_int_list(o.depths, "-d", "0,512")) {
+    for (int64_t p : parse_int_list(o.prompts, "-p", "128,512"))
       if (p > 0) samples.push_back(bench_prefill(m, p, d, o.reps));
-    for (int64_t g : parse_list(o.gens, "-n"))
+    for (int64_t g : parse_int_list(o.gens, "-n", "128"))
       if (g > 0) samples.push_back(bench_decode(m, g, d, o.reps));
   }
   const double size_mib = m.parameter_count() * 4.0 / (1 << 20);

@@ -2,7 +2,6 @@
 // MLA, attention-to-SSM mapping for Mamba2) and write it in AMD's Hugging Face layout.
 #include <chrono>
 #include <cstdio>
-#include <sstream>
 
 #include "common.h"
 #include "compose/compose.h"
@@ -26,24 +25,6 @@ struct ComposeCliOptions {
   std::string dtype = "bf16";
 };
 
-static std::vector<int64_t> parse_layers(const std::string& s) {
-  std::vector<int64_t> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    try {
-      size_t used = 0;
-      long long v = std::stoll(item, &used);
-      ZEBRA_CHECK(used == item.size() && v >= 0, "");
-      out.push_back(v);
-    } catch (...) {
-      fail("--mla-layers: '", item, "' is not a layer index (expected a comma-separated list like 0,5,10,14)");
-    }
-  }
-  ZEBRA_CHECK(!out.empty(), "--mla-layers: empty list (use --all-mamba for no MLA layers)");
-  return out;
-}
-
 static std::string join(const std::vector<int64_t>& v) {
   std::string s;
   for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
@@ -58,7 +39,11 @@ static void run_compose(const ComposeCliOptions& c) {
   else fail("--dtype must be f32, bf16 or f16, got '", c.dtype, "'");
 
   ComposeOptions o;
-  if (!c.mla_layers.empty()) o.mla_layers = parse_layers(c.mla_layers);
+  if (!c.mla_layers.empty()) {
+    std::vector<int64_t> layers = parse_int_list(c.mla_layers, "--mla-layers", "0,5,10,14");
+    ZEBRA_CHECK(!layers.empty(), "--mla-layers: empty list (use --all-mamba for no MLA layers)");
+    o.mla_layers = std::move(layers);
+  }
   o.mla_count = c.mla_count;
   o.all_mla = c.all_mla;
   o.all_mamba = c.all_mamba;

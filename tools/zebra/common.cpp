@@ -3,6 +3,7 @@
 #include <chrono>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 
 #include "core/log.h"
 #include "kernels/cpu/ops.h"
@@ -27,6 +28,25 @@ LoadedModel open_model(const ModelOptions& o, bool need_tokenizer) {
   log_info("loaded ", o.model, " (", m.model->config.source_format, ", ", m.model->layers.size(), " layers, ",
            m.model->parameter_count() / 1e6, " M params) in ", s, " s");
   return m;
+}
+
+std::vector<int64_t> parse_int_list(const std::string& text, const std::string& flag, const std::string& example) {
+  std::vector<int64_t> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    long long v = -1;
+    size_t used = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {  // not a number, or out of range
+      v = -1;
+    }
+    ZEBRA_CHECK(used == item.size() && v >= 0, flag, ": '", item,
+                "' is not a non-negative integer (expected a comma-separated list like ", example, ")");
+    out.push_back(v);
+  }
+  return out;
 }
 
 bool valid_utf8(const std::string& s, size_t* bad_offset) {

@@ -1,7 +1,9 @@
 // Options and helpers shared by the zebra subcommands.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "model/loader.h"
 
@@ -23,6 +25,9 @@ std::string read_text_file(const std::string& path, bool check_utf8);
 bool valid_utf8(const std::string& s, size_t* bad_offset = nullptr);
 // JSON string escaping for hand-written JSON output.
 std::string json_escape(const std::string& s);
+// Parses a comma-separated list of non-negative integers ("0,5,10"); an error names `flag` and the bad
+// item and shows `example`. An empty `text` gives an empty list.
+std::vector<int64_t> parse_int_list(const std::string& text, const std::string& flag, const std::string& example);
 
 void register_info(CLI::App& app);
 void register_generate(CLI::App& app);
