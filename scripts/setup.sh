@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake ninja-build pkg-config git python3 python3-venv python3-pip
-          libopenblas-dev liblapacke-dev nlohmann-json3-dev libcli11-dev libpcre2-dev
+          libopenblas-openmp-dev liblapacke-dev nlohmann-json3-dev libcli11-dev libpcre2-dev
           libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev)
 
 missing=()
