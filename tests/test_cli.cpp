@@ -90,3 +90,16 @@ TEST(Cli, BadInputGivesAClearErrorAndExitCode) {
     EXPECT_NE(r.err.find("more than the context size 4"), std::string::npos) << r.err;
   }
 }
+
+TEST(Cli, ChatKeepsTheConversationAcrossTurns) {
+  ZEBRA_REQUIRE_SMOLLM(model);
+  // Two turns on stdin; the second question only makes sense with the first turn in context.
+  std::string cmd = "sh -c \"printf 'What is the capital of France?\\nAnd of Germany?\\n' | " + test::zebra_binary() +
+                    " chat -m " + model + " -n 24 --temp 0\"";
+  std::string out, err;
+  ASSERT_EQ(test::run_command(cmd, &out, &err), 0) << err;
+  size_t paris = out.find("Paris"), berlin = out.find("Berlin");
+  EXPECT_NE(paris, std::string::npos) << out;
+  EXPECT_NE(berlin, std::string::npos) << out;
+  EXPECT_LT(paris, berlin) << out;
+}
