@@ -177,16 +177,7 @@ LlamaConfig parse_hf_llama_config(const json& j, const std::string& where) {
 }
 
 LlamaConfig load_hf_llama_config(const std::string& config_json_path) {
-  std::ifstream in(config_json_path, std::ios::binary);
-  ZEBRA_CHECK(in.good(), "cannot open HF config ", config_json_path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  json j;
-  try {
-    j = json::parse(ss.str());
-  } catch (const json::exception& e) {
-    fail(config_json_path, ": not valid JSON: ", e.what());
-  }
+  json j = read_json_file(config_json_path, "HF config");
   return parse_hf_llama_config(j, config_json_path);
 }
 

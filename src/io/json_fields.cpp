@@ -1,6 +1,8 @@
 #include "io/json_fields.h"
 
 #include <cmath>
+#include <fstream>
+#include <sstream>
 #include <limits>
 
 #include "core/error.h"
@@ -82,6 +84,18 @@ std::string json_optional_string(const json& j, const char* key, const std::stri
   ZEBRA_CHECK(v->is_string(), where, ": field '", prefix, key, "' must be a string, got ", v->type_name(), " ",
               v->dump());
   return v->get<std::string>();
+}
+
+nlohmann::json read_json_file(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  ZEBRA_CHECK(in.good(), "cannot open ", what, " ", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  try {
+    return nlohmann::json::parse(ss.str());
+  } catch (const nlohmann::json::exception& e) {
+    fail(path, ": not valid JSON: ", e.what());
+  }
 }
 
 }  // namespace zebra

@@ -32,4 +32,7 @@ bool json_optional_bool(const nlohmann::json& j, const char* key, bool def, cons
 std::string json_optional_string(const nlohmann::json& j, const char* key, const std::string& where,
                                  const std::string& prefix = "");
 
+// Reads and parses a whole JSON file; `what` names it in errors ("HF config", "hybrid config").
+nlohmann::json read_json_file(const std::string& path, const char* what);
+
 }  // namespace zebra

@@ -250,16 +250,7 @@ void HybridConfig::validate(const LlamaConfig& base, const std::string& where) c
 }
 
 HybridConfig load_hybrid_config(const std::string& path, const LlamaConfig& base) {
-  std::ifstream in(path, std::ios::binary);
-  ZEBRA_CHECK(in.good(), "cannot open hybrid config ", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  json j;
-  try {
-    j = json::parse(ss.str());
-  } catch (const json::exception& e) {
-    fail(path, ": not valid JSON: ", e.what());
-  }
+  json j = read_json_file(path, "hybrid config");
   try {
     return parse_hybrid(j, base, path);
   } catch (const json::exception& e) {
