@@ -9,6 +9,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/error.h"
+
 namespace zebra::test {
 
 namespace fs = std::filesystem;
@@ -49,6 +51,16 @@ std::string read_file(const std::string& path) {
 void write_file(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary);
   out << bytes;
+}
+
+std::string error_message(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected zebra::Error";
+  return "";
 }
 
 int run_command(const std::string& cmd, std::string* out, std::string* err) {

@@ -2,6 +2,7 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <string>
 
 namespace zebra::test {
@@ -15,6 +16,9 @@ std::string temp_dir();                           // a fresh directory under the
 bool file_exists(const std::string& path);
 std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& bytes);
+
+// Runs f and returns the zebra::Error message it throws (a test failure if it throws none).
+std::string error_message(const std::function<void()>& f);
 
 // Runs a shell command, returns its exit status; stdout and stderr are captured into out/err.
 int run_command(const std::string& cmd, std::string* out, std::string* err = nullptr);

@@ -31,16 +31,6 @@ const Tokenizer& smollm() {
   return *tok;
 }
 
-std::string expect_error(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected zebra::Error";
-  return "";
-}
-
 TEST(SmolLM2Tokenizer, MatchesHfOnEveryCorpusString) {
   ZEBRA_REQUIRE_SMOLLM(gguf);
   const Tokenizer& tok = smollm();
@@ -179,9 +169,9 @@ TEST(HfTokenizer, MalformedFilesGiveClearErrors) {
   std::string dir = test::temp_dir();
   auto load_text = [&](const std::string& text) {
     test::write_file(dir + "/tokenizer.json", text);
-    return expect_error([&] { load_hf_tokenizer(dir + "/tokenizer.json"); });
+    return test::error_message([&] { load_hf_tokenizer(dir + "/tokenizer.json"); });
   };
-  EXPECT_NE(expect_error([&] { load_hf_tokenizer(dir + "/missing"); }).find("not found"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { load_hf_tokenizer(dir + "/missing"); }).find("not found"), std::string::npos);
   EXPECT_NE(load_text(good.substr(0, good.size() / 2)).find("not valid JSON"), std::string::npos);
   EXPECT_NE(load_text("[1, 2]").find("top level"), std::string::npos);
   EXPECT_NE(load_text("{}").find("model"), std::string::npos);
@@ -216,20 +206,20 @@ TEST(HfTokenizer, MalformedFilesGiveClearErrors) {
 TEST(ByteBpe, BadSpecsAreRejected) {
   BpeVocabSpec s;
   s.pre = "gpt2";
-  EXPECT_NE(expect_error([&] { make_byte_bpe(s); }).find("empty vocabulary"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { make_byte_bpe(s); }).find("empty vocabulary"), std::string::npos);
   s.tokens = {"a", "b", "ab"};
   s.merges = {"a c"};
-  EXPECT_NE(expect_error([&] { make_byte_bpe(s); }).find("unknown token 'c'"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { make_byte_bpe(s); }).find("unknown token 'c'"), std::string::npos);
   s.merges = {"a"};
-  EXPECT_NE(expect_error([&] { make_byte_bpe(s); }).find("two tokens"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { make_byte_bpe(s); }).find("two tokens"), std::string::npos);
   s.merges = {"b a"};
-  EXPECT_NE(expect_error([&] { make_byte_bpe(s); }).find("not in the vocabulary"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { make_byte_bpe(s); }).find("not in the vocabulary"), std::string::npos);
   s.merges = {"a b"};
   s.pre = "nonesuch";
-  EXPECT_NE(expect_error([&] { make_byte_bpe(s); }).find("'nonesuch'"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { make_byte_bpe(s); }).find("'nonesuch'"), std::string::npos);
   s.pre = "gpt2";
   s.eos = 7;
-  EXPECT_NE(expect_error([&] { make_byte_bpe(s); }).find("eos id 7"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { make_byte_bpe(s); }).find("eos id 7"), std::string::npos);
   s.eos = -1;
   auto tok = make_byte_bpe(s);
   EXPECT_EQ(tok->encode("ab", false, false), (std::vector<int32_t>{2}));

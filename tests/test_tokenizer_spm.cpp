@@ -13,16 +13,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected zebra::Error";
-  return "";
-}
-
 TEST(Llama2cTokenizer, MatchesReferenceEncode) {
   ZEBRA_REQUIRE_ASSET(path, "models/stories260K/tok512.bin");
   auto tok = load_llama2c_tokenizer(path, 512);
@@ -89,7 +79,7 @@ TEST(Llama2cTokenizer, BadFilesGiveClearErrors) {
   std::string dir = test::temp_dir();
   auto load = [&](const std::string& data, int32_t n) {
     test::write_file(dir + "/t.bin", data);
-    return error_of([&] { load_llama2c_tokenizer(dir + "/t.bin", n); });
+    return test::error_message([&] { load_llama2c_tokenizer(dir + "/t.bin", n); });
   };
   EXPECT_NE(load(bytes.substr(0, 2), 512).find("max_token_length"), std::string::npos);
   EXPECT_NE(load(bytes.substr(0, bytes.size() - 3), 512).find("token 511"), std::string::npos);
@@ -103,7 +93,7 @@ TEST(Llama2cTokenizer, BadFilesGiveClearErrors) {
   int32_t big = 1 << 30;
   std::memcpy(&huge[4 + 4], &big, 4);
   EXPECT_NE(load(huge, 512).find("remain"), std::string::npos);
-  EXPECT_NE(error_of([&] { load_llama2c_tokenizer(dir + "/nope.bin", 512); }).find("cannot open"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { load_llama2c_tokenizer(dir + "/nope.bin", 512); }).find("cannot open"), std::string::npos);
 }
 
 // tok512.bin -> tokenizer.json (Llama-2 layout) -> load_hf_tokenizer encodes and decodes as llama2.c.
@@ -169,7 +159,7 @@ TEST(Spm, HfJsonRejectsOtherNormalizers) {
   json root = json::parse(test::read_file(dir + "/tokenizer.json"));
   auto load_with = [&](const json& r) {
     test::write_file(dir + "/tokenizer.json", r.dump());
-    return error_of([&] { load_hf_tokenizer(dir); });
+    return test::error_message([&] { load_hf_tokenizer(dir); });
   };
   json r = root;
   r["normalizer"] = nullptr;
