@@ -1,5 +1,5 @@
 // Mamba2 in the MambaInLlama/Zebra variant (spec §1.4): weights, the per-sequence state (conv window +
-// SSM state), prefill by chunked scan and single-token step. Backward will live here too.
+// SSM state), prefill by chunked scan and single-token step, and the training forward/backward.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -7,6 +7,7 @@
 #include "core/tensor.h"
 #include "model/batch.h"
 #include "model/hybrid_config.h"
+#include "train/arena.h"
 
 namespace zebra {
 
@@ -55,5 +56,22 @@ void mamba2_ssm_core(const Mamba2Dims& d, const Mamba2Weights& w, int64_t T, con
 // Checks the dimensions and every weight's shape (conv_w may be [conv_dim, d_conv] or [conv_dim, 1, d_conv]);
 // throws zebra::Error naming the tensor, the expected and the found shape.
 void mamba2_check(const Mamba2Dims& d, const Mamba2Weights& w);
+
+// ---- Training (distillation): B packed rows of T tokens, each row a fresh sequence from position 0.
+// What the training forward saves for the backward, as slices of the step's Arena.
+struct Mamba2Activations {
+  // Filled by mamba2_train_forward; the fields are the implementation's choice (see mamba2_backward.cpp).
+  std::vector<float*> saved;
+};
+// Floats mamba2_train_forward takes from the arena for B rows of T tokens (the plan must be exact or larger).
+int64_t mamba2_activation_floats(const Mamba2Dims& d, int64_t B, int64_t T, int64_t chunk_size = 64);
+// x: [B*T, hidden] normalised inputs; out: [B*T, hidden] (equal to mamba2_forward's output from a fresh state).
+void mamba2_train_forward(const Mamba2Dims& d, const Mamba2Weights& w, int64_t B, int64_t T, const float* x,
+                          float* out, Arena& arena, Mamba2Activations& act, int64_t chunk_size = 64);
+// dout: [B*T, hidden]. Accumulates dx [B*T, hidden] (+=, may be nullptr) and every weight gradient into
+// grad (same shapes as w, pre-sized by the caller; += as well). conv_w's gradient has conv_w's stored shape.
+void mamba2_backward(const Mamba2Dims& d, const Mamba2Weights& w, int64_t B, int64_t T, const float* x,
+                     const Mamba2Activations& act, const float* dout, float* dx, Mamba2Weights& grad,
+                     int64_t chunk_size = 64);
 
 }  // namespace zebra

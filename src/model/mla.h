@@ -1,5 +1,5 @@
 // Multi-head Latent Attention (DeepSeek-style, AMD's GQA-MLA variant; spec §1.3): weights, the latent
-// cache, prefill (decompressed) and decode (weight-absorbed) forward. Backward will live here too.
+// cache, prefill (decompressed) and decode (weight-absorbed) forward, and the training forward/backward.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -8,6 +8,7 @@
 #include "core/tensor.h"
 #include "model/batch.h"
 #include "model/hybrid_config.h"
+#include "train/arena.h"
 
 namespace zebra {
 
@@ -53,5 +54,21 @@ enum class MlaMode {
 // cache at (slot, pos), then attends causally within each sequence.
 void mla_forward(const MlaDims& d, const MlaWeights& w, const MlaRope& rope, const Batch& batch, const float* x,
                  float* out, MlaCache& cache, MlaMode mode = MlaMode::Auto);
+
+// ---- Training (distillation): B packed rows of T tokens, row b's token t at position t, causal within a row.
+// What the training forward saves for the backward, as slices of the step's Arena.
+struct MlaActivations {
+  // Filled by mla_train_forward; the fields are the implementation's choice (see mla_backward.cpp).
+  std::vector<float*> saved;
+};
+// Floats mla_train_forward takes from the arena for B rows of T tokens (the plan must be exact or larger).
+int64_t mla_activation_floats(const MlaDims& d, int64_t B, int64_t T);
+// x: [B*T, hidden] normalised inputs; out: [B*T, hidden] (equal to mla_forward's output on the same tokens).
+void mla_train_forward(const MlaDims& d, const MlaWeights& w, const MlaRope& rope, int64_t B, int64_t T,
+                       const float* x, float* out, Arena& arena, MlaActivations& act);
+// dout: [B*T, hidden]. Accumulates dx [B*T, hidden] (+=, may be nullptr) and every weight gradient into
+// grad (same shapes as w, pre-sized by the caller; += as well).
+void mla_backward(const MlaDims& d, const MlaWeights& w, const MlaRope& rope, int64_t B, int64_t T, const float* x,
+                  const MlaActivations& act, const float* dout, float* dx, MlaWeights& grad);
 
 }  // namespace zebra
