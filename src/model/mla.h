@@ -57,9 +57,17 @@ void mla_forward(const MlaDims& d, const MlaWeights& w, const MlaRope& rope, con
 
 // ---- Training (distillation): B packed rows of T tokens, row b's token t at position t, causal within a row.
 // What the training forward saves for the backward, as slices of the step's Arena.
+// n = B*T rows; a pointer is null when the dims have no such tensor.
 struct MlaActivations {
-  // Filled by mla_train_forward; the fields are the implementation's choice (see mla_backward.cpp).
-  std::vector<float*> saved;
+  float* cq_raw = nullptr;   // [n, q_rank] q_a·x before q_a_norm           (q_rank > 0 and lora_norm)
+  float* cq = nullptr;       // [n, q_rank] q_b's input                      (q_rank > 0)
+  float* q = nullptr;        // [n, n_heads*(nope+rope)] per head [q_nope | rotated q_pe]
+  float* ckv_raw = nullptr;  // [n, kv_rank] latent before kv_a_norm         (lora_norm)
+  float* ckv = nullptr;      // [n, kv_rank] kv_b's input
+  float* kpe = nullptr;      // [n, rope] rotated shared rope key
+  float* kv = nullptr;       // [n, kv_heads*(nope+v)] per kv head [k_nope | v]
+  float* probs = nullptr;    // [B, n_heads, T, T] causal softmax, zero above the diagonal
+  float* ctx = nullptr;      // [n, n_heads*v] concatenated head outputs (out_proj's input)
 };
 // Floats mla_train_forward takes from the arena for B rows of T tokens (the plan must be exact or larger).
 int64_t mla_activation_floats(const MlaDims& d, int64_t B, int64_t T);
