@@ -59,9 +59,16 @@ void mamba2_check(const Mamba2Dims& d, const Mamba2Weights& w);
 
 // ---- Training (distillation): B packed rows of T tokens, each row a fresh sequence from position 0.
 // What the training forward saves for the backward, as slices of the step's Arena.
+// Filled by mamba2_train_forward (see mamba2_backward.cpp for how each is used); n = B*T rows, row b*T + t.
 struct Mamba2Activations {
-  // Filled by mamba2_train_forward; the fields are the implementation's choice (see mamba2_backward.cpp).
-  std::vector<float*> saved;
+  int64_t B = 0, T = 0, chunk_size = 0;  // the forward's shape, checked by the backward
+  float* proj = nullptr;    // [n, in_proj_rows] in_proj outputs z | x B C (pre-conv) | dt_raw
+  float* xbc = nullptr;     // [n, conv_dim] SiLU(conv) outputs: the scan's x | B | C
+  float* dt = nullptr;      // [n, n_heads] softplus(dt_raw + dt_bias)
+  float* y = nullptr;       // [n, d_inner] scan output + D x (before the gate)
+  float* rstd = nullptr;    // [n, n_heads] 1/sqrt(mean(g^2) + eps) of each head's gated group
+  float* gated = nullptr;   // [n, d_inner] normalised gated output (out_proj's input)
+  float* states = nullptr;  // [B][n_heads][n_chunks-1][head_dim][d_state] SSM state entering chunks 1..
 };
 // Floats mamba2_train_forward takes from the arena for B rows of T tokens (the plan must be exact or larger).
 int64_t mamba2_activation_floats(const Mamba2Dims& d, int64_t B, int64_t T, int64_t chunk_size = 64);
