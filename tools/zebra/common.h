@@ -36,5 +36,6 @@ void register_tokenize(CLI::App& app);
 void register_perplexity(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_compose(CLI::App& app);
+void register_select(CLI::App& app);
 
 }  // namespace zebra::cli

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   zebra::cli::register_perplexity(app);
   zebra::cli::register_bench(app);
   zebra::cli::register_compose(app);
+  zebra::cli::register_select(app);
 
   try {
     app.parse(argc, argv);
