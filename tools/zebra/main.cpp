@@ -5,6 +5,8 @@
 #include "core/error.h"
 #include "core/log.h"
 
+namespace zebra::cli { void register_synth(CLI::App& app); void register_data(CLI::App& app); }  // cmd_synth/cmd_data
+
 int main(int argc, char** argv) {
   CLI::App app{"zebra: compose, distil and run Zebra-Llama hybrids (MLA + Mamba2) from Llama models"};
   app.require_subcommand(1);
@@ -23,6 +25,8 @@ int main(int argc, char** argv) {
   zebra::cli::register_perplexity(app);
   zebra::cli::register_bench(app);
   zebra::cli::register_compose(app);
+  zebra::cli::register_synth(app);
+  zebra::cli::register_data(app);
   zebra::cli::register_select(app);
 
   try {
