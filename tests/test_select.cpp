@@ -257,6 +257,21 @@ TEST(SmartSelect, AssembledHybridCopiesItsSources) {
   EXPECT_EQ(md, 0.0);
 }
 
+// Undistilled students assemble into exactly what compose builds for that layout (the Mamba2 init is
+// seeded per layer index, the MLA init is deterministic, and both copy the teacher's MLP and norms).
+TEST(SmartSelect, AssemblingUndistilledStudentsIsCompose) {
+  REQUIRE_SETUP(s);
+  Quiet q;
+  ComposeOptions o;
+  o.progress = false;
+  o.seed = 1;
+  o.mla_layers = std::vector<int64_t>{1, 3};
+  const Model c = compose_hybrid(*s->teacher.model, o);
+  const Model h = assemble_hybrid(*s->teacher.model, s->mla, s->mamba, {1, 3});
+  for (size_t i = 0; i < c.layers.size(); ++i) EXPECT_TRUE(same_layer(h.layers[i], c.layers[i])) << "layer " << i;
+  EXPECT_TRUE(same_tensor(row_logits(h, s->rows[0]), row_logits(c, s->rows[0])));
+}
+
 TEST(SmartSelect, PerLayerRanksFollowTheChosenLayers) {
   REQUIRE_SETUP(s);
   Quiet q;
