@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "io/atomic_write.h"
 #include "io/safetensors.h"
+#include "model/parameters.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/spm.h"
 
@@ -69,61 +70,26 @@ ojson rope_scaling_json(const RopeScaling& r) {
 // Named tensors in AMD's layout; `owned` keeps reshaped copies alive.
 std::vector<std::pair<std::string, const Tensor*>> hybrid_tensors(const Model& m, std::vector<Tensor>& owned) {
   const HybridConfig& h = m.hybrid;
-  std::vector<std::pair<std::string, const Tensor*>> out;
-  auto add = [&](const std::string& name, const Tensor& t) {
-    ZEBRA_CHECK(!t.empty(), "save_hybrid: tensor ", name, " is empty");
-    out.emplace_back(name, &t);
-  };
-  // The conv1d.weight copies must not move once their addresses are taken.
-  int64_t n_mamba = 0;
-  for (const Layer& l : m.layers) n_mamba += l.kind == LayerKind::Mamba2;
-  owned.clear();
-  owned.reserve(n_mamba);
-
-  add("model.embed_tokens.weight", m.embed);
   for (size_t i = 0; i < m.layers.size(); ++i) {
     const Layer& l = m.layers[i];
-    const std::string p = "model.layers." + std::to_string(i) + ".";
     const bool mla = h.is_mla(static_cast<int64_t>(i));
     ZEBRA_CHECK(l.kind == (mla ? LayerKind::Mla : LayerKind::Mamba2), "save_hybrid: layer ", i, " is ",
                 layer_kind_name(l.kind), " but hybrid_config's mla_layers makes it ", mla ? "mla" : "mamba2");
-    add(p + "input_layernorm.weight", l.input_norm);
-    add(p + "post_attention_layernorm.weight", l.post_norm);
-    if (mla) {
-      const MlaWeights& w = l.mla;
-      if (l.mla_dims.q_rank > 0) {
-        add(p + "mla.q_a_proj.weight", w.q_a);
-        if (l.mla_dims.lora_norm) add(p + "mla.q_a_layernorm.weight", w.q_a_norm);
-        add(p + "mla.q_b_proj.weight", w.q_b);
-      } else {
-        add(p + "mla.q_proj.weight", w.q_proj);
-      }
-      add(p + "mla.kv_a_proj_with_mqa.weight", w.kv_a);
-      if (l.mla_dims.lora_norm) add(p + "mla.kv_a_layernorm.weight", w.kv_a_norm);
-      add(p + "mla.kv_b_proj.weight", w.kv_b);
-      add(p + "mla.out_proj.weight", w.out_proj);
-    } else {
-      const Mamba2Weights& w = l.mamba;
-      add(p + "mamba.in_proj.weight", w.in_proj);
-      ZEBRA_CHECK(w.conv_w.rank() == 2, "save_hybrid: layer ", i, " conv1d weight has shape ",
-                  shape_str(w.conv_w.shape), ", expected [conv_dim, d_conv]");
-      Tensor conv = w.conv_w;
-      conv.shape = {w.conv_w.dim(0), 1, w.conv_w.dim(1)};  // PyTorch's depthwise Conv1d layout
-      owned.push_back(std::move(conv));
-      add(p + "mamba.conv1d.weight", owned.back());
-      add(p + "mamba.conv1d.bias", w.conv_b);
-      add(p + "mamba.dt_bias", w.dt_bias);
-      add(p + "mamba.A_log", w.A_log);
-      add(p + "mamba.D", w.D);
-      add(p + "mamba.norm.weight", w.norm);
-      add(p + "mamba.out_proj.weight", w.out_proj);
-    }
-    add(p + "mlp.gate_proj.weight", l.mlp.gate);
-    add(p + "mlp.up_proj.weight", l.mlp.up);
-    add(p + "mlp.down_proj.weight", l.mlp.down);
+    ZEBRA_CHECK(l.kind != LayerKind::Mamba2 || l.mamba.conv_w.rank() == 2, "save_hybrid: layer ", i,
+                " conv1d weight has shape ", shape_str(l.mamba.conv_w.shape), ", expected [conv_dim, d_conv]");
   }
-  add("model.norm.weight", m.norm);
-  if (!m.lm_head.empty()) add("lm_head.weight", m.lm_head);
+  std::vector<std::pair<std::string, const Tensor*>> out = named_parameters(m);
+  // The conv1d.weight copies must not move once their addresses are taken.
+  owned.clear();
+  owned.reserve(m.layers.size());
+  for (auto& [name, t] : out) {
+    if (name.size() > 19 && name.compare(name.size() - 19, 19, "mamba.conv1d.weight") == 0) {
+      Tensor conv = *t;
+      conv.shape = {t->dim(0), 1, t->dim(1)};  // PyTorch's depthwise Conv1d layout
+      owned.push_back(std::move(conv));
+      t = &owned.back();
+    }
+  }
   return out;
 }
 

@@ -169,10 +169,21 @@ static LoadedModel load_hf_directory(const std::string& dir, const LoadOptions& 
       return st.load(name, shape);
     }, has_head);
   }
+  // Tokenizer: tokenizer.json, else --tokenizer, else a llama2.c tokenizer.bin stored beside the weights (a
+  // hybrid of a llama2.c model: SentencePiece vocabularies have no HF tokenizer.json writer here).
+  const fs::path beside_bin = fs::path(dir) / "tokenizer.bin";
+  const auto vocab = static_cast<int32_t>(out.model->config.vocab_size);
   if (fs::exists(fs::path(dir) / "tokenizer.json")) {
     out.tokenizer = load_hf_tokenizer(dir);
+  } else if (!opts.tokenizer_path.empty()) {
+    out.tokenizer = load_llama2c_tokenizer(opts.tokenizer_path, vocab);
+    out.llama2c_tokenizer_file = opts.tokenizer_path;
+  } else if (fs::exists(beside_bin)) {
+    out.tokenizer = load_llama2c_tokenizer(beside_bin.string(), vocab);
+    out.llama2c_tokenizer_file = beside_bin.string();
   } else {
-    ZEBRA_CHECK(!opts.need_tokenizer, "model directory ", dir, " has no tokenizer.json");
+    ZEBRA_CHECK(!opts.need_tokenizer, "model directory ", dir, " has no tokenizer.json (nor a llama2.c "
+                "tokenizer.bin); pass --tokenizer FILE");
   }
   return out;
 }
@@ -281,6 +292,7 @@ static LoadedModel load_llama2c_model(const std::string& path, const LoadOptions
   std::string tok = opts.tokenizer_path.empty() ? find_llama2c_tokenizer(path) : opts.tokenizer_path;
   if (!tok.empty()) {
     out.tokenizer = load_llama2c_tokenizer(tok, static_cast<int32_t>(l.config.vocab_size));
+    out.llama2c_tokenizer_file = tok;
   } else {
     ZEBRA_CHECK(!opts.need_tokenizer, path, ": a llama2.c model needs its tokenizer: pass --tokenizer FILE "
                 "(no tokenizer.bin or tok*.bin found beside the model)");

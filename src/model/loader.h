@@ -18,6 +18,7 @@ struct LoadOptions {
 struct LoadedModel {
   std::unique_ptr<Model> model;
   std::unique_ptr<Tokenizer> tokenizer;  // null only when need_tokenizer is false and none was found
+  std::string llama2c_tokenizer_file;    // the tokenizer.bin it came from, when it is a llama2.c one
 };
 
 enum class ModelFormat { HfDirectory, Gguf, Llama2c };

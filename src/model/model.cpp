@@ -73,7 +73,7 @@ Cache Model::make_cache(int64_t n_slots, int64_t n_ctx) const {
   return c;
 }
 
-Tensor Model::forward(const Batch& batch, Cache& cache) const {
+Tensor Model::forward(const Batch& batch, Cache& cache, ForwardTrace* trace) const {
   const int64_t n = batch.size(), H = config.hidden_size, V = config.vocab_size;
   ZEBRA_CHECK(n > 0, "forward: empty batch");
   int64_t max_pos = 0;
@@ -95,8 +95,13 @@ Tensor Model::forward(const Batch& batch, Cache& cache) const {
 
   std::vector<float> normed(n * H), branch(n * H);
   const float eps = static_cast<float>(config.rms_norm_eps);
+  if (trace) {
+    trace->layer_inputs.assign(layers.size(), Tensor());
+    trace->mixer_outputs.assign(layers.size(), Tensor());
+  }
   for (size_t li = 0; li < layers.size(); ++li) {
     const Layer& L = layers[li];
+    if (trace) trace->layer_inputs[li] = x;
     cpu::rmsnorm(x.ptr(), L.input_norm.ptr(), normed.data(), n, H, eps);
     switch (L.kind) {
       case LayerKind::Attention:
@@ -109,12 +114,20 @@ Tensor Model::forward(const Batch& batch, Cache& cache) const {
         mamba2_forward(mamba_dims, L.mamba, batch, normed.data(), branch.data(), cache.ssm[li]);
         break;
     }
+    if (trace) {
+      trace->mixer_outputs[li] = Tensor({n, H});
+      std::copy_n(branch.data(), n * H, trace->mixer_outputs[li].ptr());
+    }
     cpu::add_inplace(x.ptr(), branch.data(), n * H);
     cpu::rmsnorm(x.ptr(), L.post_norm.ptr(), normed.data(), n, H, eps);
     mlp_forward(L.mlp, normed.data(), branch.data(), n, H, config.intermediate_size);
     cpu::add_inplace(x.ptr(), branch.data(), n * H);
   }
 
+  if (trace) {
+    trace->final_hidden = Tensor({n, H});
+    cpu::rmsnorm(x.ptr(), norm.ptr(), trace->final_hidden.ptr(), n, H, eps);
+  }
   // Final norm and LM head only for the tokens that asked for logits.
   const int64_t m = batch.n_logits();
   std::vector<float> sel(m * H);

@@ -42,6 +42,14 @@ struct Cache {
   size_t bytes() const;
 };
 
+// What a forward pass can record besides the logits (the teacher side of layer distillation, spec §4.2).
+// For every token of the batch, in batch order:
+struct ForwardTrace {
+  std::vector<Tensor> layer_inputs;   // [L] residual stream entering layer l: [n, hidden] (l = 0: embeddings)
+  std::vector<Tensor> mixer_outputs;  // [L] attention/MLA/Mamba2 output before the residual add: [n, hidden]
+  Tensor final_hidden;                // final RMSNorm of the last layer's output: [n, hidden]
+};
+
 struct Model {
   LlamaConfig config;         // the Llama skeleton (for a hybrid: the source Transformer's config)
   bool is_hybrid = false;
@@ -65,7 +73,8 @@ struct Model {
   Cache make_cache(int64_t n_slots, int64_t n_ctx) const;
   // Runs the batch; returns logits [batch.n_logits(), vocab] for the tokens that asked for them, in order.
   // Throws zebra::Error for tokens out of the vocabulary or positions past the cache's context.
-  Tensor forward(const Batch& batch, Cache& cache) const;
+  // With a trace, also records every layer's input and mixer output and the final normed hidden states.
+  Tensor forward(const Batch& batch, Cache& cache, ForwardTrace* trace = nullptr) const;
 };
 
 }  // namespace zebra
