@@ -161,6 +161,10 @@ TEST(TokenShard, FingerprintIdentifiesTheTokenizer) {
   const Tokenizer& a = stories_tok();
   auto b = load_llama2c_tokenizer(sdir + "/tok512.bin", 512);
   EXPECT_EQ(tokenizer_fingerprint(a), tokenizer_fingerprint(*b));  // stable across loads
+  // The same tokenizer from another file format (a hybrid composed from stories260K carries it as
+  // tokenizer.json) has the same fingerprint, so a teacher's shards serve its student.
+  auto hf = load_hf_tokenizer(test::fixture("tokenizer/tok512_hf"));
+  EXPECT_EQ(tokenizer_fingerprint(*hf), tokenizer_fingerprint(a));
   // Same pieces, different merge scores or BOS rule: different fingerprints.
   std::vector<std::string> toks = {"<unk>", "<s>", "</s>", " ", "a", "b", "ab", " a", " ab"};
   std::vector<float> s1 = {0, 0, 0, -1, -2, -3, -4, -5, -6}, s2 = {0, 0, 0, -1, -2, -3, -9, -5, -6};

@@ -1,5 +1,6 @@
 #include "train/token_shard.h"
 
+#include <algorithm>
 #include <bit>
 #include <cstdio>
 #include <cstring>
@@ -124,14 +125,16 @@ uint64_t tokenizer_fingerprint(const Tokenizer& tok) {
     f.str(spec.pre);
     f.i64(spec.ignore_merges);
   } else if (const auto* spm = dynamic_cast<const SpmTokenizer*>(&tok)) {
+    // SentencePiece merges by score order, so the order is what is hashed: values differ between the
+    // llama2.c tokenizer.bin and its tokenizer.json (shifted by one) while encoding is identical. Special and
+    // byte-fallback pieces are never the result of a merge and are left out.
     f.str("spm");
-    for (int32_t id = 0; id < V; ++id) {
-      if (tok.is_special(id)) continue;  // never merged; their stored scores vary by file format
-      float sc = spm->score(id);
-      uint32_t bits;
-      std::memcpy(&bits, &sc, 4);
-      f.u64(bits);
-    }
+    std::vector<int32_t> mergeable;
+    for (int32_t id = 0; id < V; ++id)
+      if (!tok.is_special(id) && tok.token_bytes(id).size() > 1) mergeable.push_back(id);
+    std::stable_sort(mergeable.begin(), mergeable.end(),
+                     [&](int32_t a, int32_t b) { return spm->score(a) > spm->score(b); });
+    for (int32_t id : mergeable) f.i64(id);
   }
   // Encoding behaviour, which also covers tokenizer kinds not listed above.
   static const char* kProbe =
