@@ -14,8 +14,8 @@ TOK=$S/tok512.bin
 TRAIN=$A/text/tinystories_train_2MiB.txt
 VALID=$A/text/tinystories_valid.txt
 OUT=${OUT:-out/distill_demo}
-ILD_STEPS=${ILD_STEPS:-300}
-KD_STEPS=${KD_STEPS:-600}
+ILD_STEPS=${ILD_STEPS:-150}
+KD_STEPS=${KD_STEPS:-300}
 BATCH=${BATCH:-8}
 SEQ=${SEQ:-256}
 MLA_COUNT=${MLA_COUNT:-2}
@@ -41,9 +41,9 @@ $Z distill --stage ild --teacher $TEACHER --tokenizer $TOK --student $OUT/compos
 $Z distill --stage ild --teacher $TEACHER --tokenizer $TOK --student $OUT/composed_all_mamba $DATA \
   --steps $ILD_STEPS --lr 3e-3 --warmup-ratio 0.02 --eval-every 50 --save-every 100 $T -o $OUT/ild_mamba
 
-echo "== 3. SMART: per-layer sensitivity and the placement of $MLA_COUNT MLA layers"
+echo "== 3. SMART: per-layer sensitivity (KL on training text) and the placement of $MLA_COUNT MLA layers"
 $Z select --teacher $TEACHER --tokenizer $TOK --mla-student $OUT/ild_mla/model --mamba-student $OUT/ild_mamba/model \
-  --mla-count $MLA_COUNT --data $VALID $T -o $OUT/ild_hybrid
+  --mla-count $MLA_COUNT --data $TRAIN $T -o $OUT/ild_hybrid
 LAYOUT=$(python3 -c "import json,sys; print(','.join(map(str, json.load(open(sys.argv[1]))['layout'])))" \
   $OUT/ild_hybrid/smart_report.json)
 echo "chosen MLA layers: $LAYOUT"

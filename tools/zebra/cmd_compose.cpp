@@ -68,6 +68,7 @@ static void run_compose(const ComposeCliOptions& c) {
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   log_info("composed in ", secs, " s");
   save_hybrid(m, lm.tokenizer.get(), c.output, dtype);
+  copy_llama2c_tokenizer(lm.llama2c_tokenizer_file, c.output);  // SentencePiece: keep the .bin beside
 
   const HybridConfig& h = m.hybrid;
   const LlamaConfig& b = m.config;

@@ -1,6 +1,7 @@
 #include "common.h"
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -107,6 +108,12 @@ std::string json_escape(const std::string& s) {
     }
   }
   return out;
+}
+
+void copy_llama2c_tokenizer(const std::string& tokenizer_path, const std::string& model_dir) {
+  namespace fs = std::filesystem;
+  if (tokenizer_path.empty() || fs::exists(fs::path(model_dir) / "tokenizer.json")) return;
+  fs::copy_file(tokenizer_path, fs::path(model_dir) / "tokenizer.bin", fs::copy_options::overwrite_existing);
 }
 
 }  // namespace zebra::cli

@@ -23,6 +23,9 @@ LoadedModel open_model(const ModelOptions& o, bool need_tokenizer = true);
 // Reads a whole text file; throws with the path on failure. Validates UTF-8 when check_utf8.
 std::string read_text_file(const std::string& path, bool check_utf8);
 bool valid_utf8(const std::string& s, size_t* bad_offset = nullptr);
+// Copies a llama2.c tokenizer file next to a written model as tokenizer.bin, where the loader finds it
+// (save_hybrid writes only HF tokenizer.json files). No-op for an empty path or when tokenizer.json exists.
+void copy_llama2c_tokenizer(const std::string& tokenizer_path, const std::string& model_dir);
 // JSON string escaping for hand-written JSON output.
 std::string json_escape(const std::string& s);
 // Parses a comma-separated list of non-negative integers ("0,5,10"); an error names `flag` and the bad
@@ -37,5 +40,7 @@ void register_perplexity(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_compose(CLI::App& app);
 void register_select(CLI::App& app);
+void register_distill(CLI::App& app);
+void register_dpo(CLI::App& app);
 
 }  // namespace zebra::cli

@@ -28,6 +28,8 @@ int main(int argc, char** argv) {
   zebra::cli::register_synth(app);
   zebra::cli::register_data(app);
   zebra::cli::register_select(app);
+  zebra::cli::register_distill(app);
+  zebra::cli::register_dpo(app);
 
   try {
     app.parse(argc, argv);
