@@ -1,10 +1,16 @@
 #include "eval/bench.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <fstream>
 #include <random>
 
 #include <sys/resource.h>
+
+#include "core/error.h"
+#include "core/log.h"
 
 namespace zebra {
 
@@ -28,55 +34,125 @@ static std::vector<int32_t> random_tokens(int64_t n, int64_t vocab, uint64_t see
   return t;
 }
 
-static void fill_context(const Model& m, Cache& cache, int64_t depth) {
-  if (depth <= 0) return;
-  m.forward(make_sequence_batch(random_tokens(depth, m.config.vocab_size, 7), 0, 0, false), cache);
+// Copies the first `depth` positions of slot 0 (and its Mamba2 state) into every other slot. Every
+// sequence gets the same context: filling B slots by B forwards would cost B times the prefill and
+// measure nothing more, since the work of a step does not depend on the tokens' values.
+static void replicate_slot0(Cache& c, int64_t depth) {
+  for (int64_t s = 1; s < c.n_slots; ++s) {
+    for (KvCache& kv : c.kv) {
+      if (kv.n_slots == 0) continue;
+      std::copy_n(kv.k_at(0, 0), depth * kv.kv_dim, kv.k_at(s, 0));
+      std::copy_n(kv.v_at(0, 0), depth * kv.kv_dim, kv.v_at(s, 0));
+    }
+    for (MlaCache& mla : c.latent)
+      if (mla.n_slots) std::copy_n(mla.at(0, 0), depth * mla.width, mla.at(s, 0));
+    for (Mamba2State& st : c.ssm) {
+      if (st.n_slots == 0) continue;
+      std::copy_n(st.conv_at(0), st.conv_dim * st.d_conv, st.conv_at(s));
+      std::copy_n(st.ssm_at(0), st.ssm_size, st.ssm_at(s));
+      st.next_pos[s] = st.next_pos[0];
+    }
+  }
 }
 
-BenchSample bench_prefill(const Model& m, int64_t n_prompt, int64_t depth, int reps) {
+// A cache of `batch` slots of `n_ctx` positions whose first `depth` positions hold the same random context.
+static Cache context_cache(const Model& m, int64_t batch, int64_t n_ctx, int64_t depth) {
+  Cache cache = m.make_cache(batch, n_ctx);
+  if (depth > 0) {
+    m.forward(make_sequence_batch(random_tokens(depth, m.config.vocab_size, 7), 0, 0, false), cache);
+    replicate_slot0(cache, depth);
+  }
+  return cache;
+}
+
+static std::string test_name(const char* kind, int64_t n, int64_t depth) {
+  return kind + std::to_string(n) + (depth ? " @ d" + std::to_string(depth) : "");
+}
+
+static double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Every repetition must start from the same context. Keys and latents past `depth` are simply
+// overwritten (attention reads only positions up to the token's own), but Mamba2 state only moves
+// forward, so each repetition restores a copy of it (small: no copy of the whole cache is needed).
+
+BenchSample bench_prefill(const Model& m, int64_t n_prompt, int64_t depth, int64_t batch, int reps) {
   BenchSample s;
-  s.test = "pp" + std::to_string(n_prompt) + (depth ? " @ d" + std::to_string(depth) : "");
-  s.n_prompt = n_prompt, s.depth = depth;
-  Cache cache = m.make_cache(1, depth + n_prompt);
-  fill_context(m, cache, depth);
+  s.test = test_name("pp", n_prompt, depth);
+  s.n_prompt = n_prompt, s.depth = depth, s.batch = batch;
+  Cache cache = context_cache(m, batch, depth + n_prompt, depth);
+  const std::vector<Mamba2State> context_state = cache.ssm;
   std::vector<int32_t> toks = random_tokens(n_prompt, m.config.vocab_size, 1);
-  Batch b = make_sequence_batch(toks, 0, static_cast<int32_t>(depth), false);
-  // Every repetition starts from the same context: Mamba2 state only moves forward, so restore a copy.
-  const Cache context = cache;
+  Batch b;
+  for (int64_t q = 0; q < batch; ++q)
+    for (int64_t i = 0; i < n_prompt; ++i)
+      b.add(toks[i], static_cast<int32_t>(q), static_cast<int32_t>(depth + i), i == n_prompt - 1);
   m.forward(b, cache);  // warm-up
   for (int r = 0; r < reps; ++r) {
-    cache = context;
+    cache.ssm = context_state;
     auto t0 = std::chrono::steady_clock::now();
     m.forward(b, cache);
-    double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    s.tokens_per_second.push_back(n_prompt / sec);
+    s.tokens_per_second.push_back(batch * n_prompt / seconds_since(t0));
   }
   return s;
 }
 
-BenchSample bench_decode(const Model& m, int64_t n_gen, int64_t depth, int reps) {
+BenchSample bench_decode(const Model& m, int64_t n_gen, int64_t depth, int64_t batch, int reps) {
   BenchSample s;
-  s.test = "tg" + std::to_string(n_gen) + (depth ? " @ d" + std::to_string(depth) : "");
-  s.n_gen = n_gen, s.depth = depth;
-  Cache cache = m.make_cache(1, depth + n_gen + 1);
-  fill_context(m, cache, depth);
+  s.test = test_name("tg", n_gen, depth);
+  s.n_gen = n_gen, s.depth = depth, s.batch = batch;
+  Cache cache = context_cache(m, batch, depth + n_gen, depth);
+  const std::vector<Mamba2State> context_state = cache.ssm;
   std::vector<int32_t> toks = random_tokens(n_gen, m.config.vocab_size, 2);
-  const Cache context = cache;  // restored before each repetition (see bench_prefill)
-  Batch warm;
-  warm.add(toks[0], 0, static_cast<int32_t>(depth), true);
-  m.forward(warm, cache);
+  auto step = [&](int64_t i) {
+    Batch b;
+    for (int64_t q = 0; q < batch; ++q) b.add(toks[i], static_cast<int32_t>(q), static_cast<int32_t>(depth + i), true);
+    m.forward(b, cache);
+  };
+  step(0);  // warm-up
   for (int r = 0; r < reps; ++r) {
-    cache = context;
+    cache.ssm = context_state;
     auto t0 = std::chrono::steady_clock::now();
-    for (int64_t i = 0; i < n_gen; ++i) {
-      Batch b;
-      b.add(toks[i], 0, static_cast<int32_t>(depth + i), true);
-      m.forward(b, cache);
-    }
-    double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    s.tokens_per_second.push_back(n_gen / sec);
+    for (int64_t i = 0; i < n_gen; ++i) step(i);
+    s.tokens_per_second.push_back(batch * n_gen / seconds_since(t0));
   }
   return s;
+}
+
+void validate_sweep(const BenchSweep& s) {
+  ZEBRA_CHECK(s.reps >= 1, "-r/--repetitions must be at least 1 (got ", s.reps, ")");
+  ZEBRA_CHECK(!s.batches.empty(), "-b/--batch: give at least one batch size, like 1,4,16");
+  ZEBRA_CHECK(!s.depths.empty(), "-d/--depth: give at least one context depth, like 0,1024");
+  bool any = false;
+  for (int64_t b : s.batches) ZEBRA_CHECK(b >= 1, "-b/--batch: batch size ", b, " is not allowed (at least 1)");
+  for (int64_t p : s.prompts) any = any || p > 0;
+  for (int64_t n : s.gens) any = any || n > 0;
+  ZEBRA_CHECK(any, "nothing to measure: every -p and -n is 0");
+  // Positions are int32 in a Batch; a depth that large would not fit in memory anyway.
+  const int64_t limit = int64_t(1) << 30;
+  for (int64_t d : s.depths)
+    for (const auto* list : {&s.prompts, &s.gens})
+      for (int64_t n : *list)
+        ZEBRA_CHECK(d + n < limit, "context depth ", d, " + ", n, " tokens exceeds ", limit, " positions");
+}
+
+std::vector<BenchSample> run_sweep(const Model& m, const BenchSweep& s) {
+  validate_sweep(s);
+  std::vector<BenchSample> out;
+  auto record = [&](BenchSample sample) {
+    sample.peak_rss_mib = peak_rss_mib();
+    log_info("bench: batch ", sample.batch, " ", sample.test, ": ", sample.mean(), " t/s");
+    out.push_back(std::move(sample));
+  };
+  for (int64_t d : s.depths)
+    for (int64_t b : s.batches) {
+      for (int64_t p : s.prompts)
+        if (p > 0) reset_peak_rss(), record(bench_prefill(m, p, d, b, s.reps));
+      for (int64_t g : s.gens)
+        if (g > 0) reset_peak_rss(), record(bench_decode(m, g, d, b, s.reps));
+    }
+  return out;
 }
 
 double measure_read_bandwidth(size_t bytes, int reps) {
@@ -106,20 +182,34 @@ double measure_read_bandwidth(size_t bytes, int reps) {
   return best;
 }
 
-double cache_mib(const Model& m, int64_t tokens) {
-  return (static_cast<double>(m.kv_bytes_per_token()) * tokens + m.state_bytes_per_sequence()) / (1 << 20);
+double cache_mib(const Model& m, int64_t tokens, int64_t batch) {
+  const double per_sequence = static_cast<double>(m.kv_bytes_per_token()) * tokens + m.state_bytes_per_sequence();
+  return batch * per_sequence / (1 << 20);
 }
 
 double peak_rss_mib() {
+  // VmHWM rather than getrusage: ru_maxrss is not lowered by reset_peak_rss().
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::strtod(line.c_str() + 6, nullptr) / 1024.0;  // in kB
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
   return ru.ru_maxrss / 1024.0;  // Linux reports KiB
 }
 
-int64_t decode_bytes_per_token(const Model& m, int64_t ctx) {
-  int64_t params = m.parameter_count() - m.embed.numel() + m.config.hidden_size;
+bool reset_peak_rss() {
+  std::ofstream clear("/proc/self/clear_refs");
+  clear << "5";  // "5" resets the peak RSS mark (Linux >= 4.0, proc(5))
+  clear.flush();
+  return clear.good();
+}
+
+int64_t decode_bytes_per_step(const Model& m, int64_t ctx, int64_t batch) {
+  int64_t params = m.parameter_count() - m.embed.numel() + batch * m.config.hidden_size;
   if (m.lm_head.empty()) params += m.embed.numel();  // a tied head reads the whole table
-  return params * static_cast<int64_t>(sizeof(float)) + m.kv_bytes_per_token() * ctx + m.state_bytes_per_sequence();
+  return params * static_cast<int64_t>(sizeof(float)) +
+         batch * (m.kv_bytes_per_token() * ctx + m.state_bytes_per_sequence());
 }
 
 }  // namespace zebra
