@@ -33,12 +33,21 @@ struct DistillOptions {
 };
 
 // Both models must tokenise identically: the student learns from the teacher's distribution over the same ids.
+// Compared directly (not by fingerprint): a GGUF vocabulary and its tokenizer.json export differ in how they
+// label special tokens, yet give the same ids.
 static void check_same_tokenizer(const LoadedModel& teacher, const LoadedModel& student) {
   if (!teacher.tokenizer || !student.tokenizer) return;
-  ZEBRA_CHECK(tokenizer_fingerprint(*teacher.tokenizer) == tokenizer_fingerprint(*student.tokenizer),
-              "the teacher (", teacher.model->path, ") and the student (", student.model->path,
-              ") use different tokenizers (vocabularies of ", teacher.tokenizer->vocab_size(), " and ",
-              student.tokenizer->vocab_size(), " pieces, different fingerprints); distillation needs the same one");
+  const Tokenizer& a = *teacher.tokenizer;
+  const Tokenizer& b = *student.tokenizer;
+  std::string why;
+  if (a.vocab_size() != b.vocab_size()) why = cat("vocabularies of ", a.vocab_size(), " and ", b.vocab_size(), " pieces");
+  for (int32_t id = 0; why.empty() && id < a.vocab_size(); ++id)
+    if (!a.is_special(id) && !b.is_special(id) && a.token_bytes(id) != b.token_bytes(id)) why = cat("token ", id, " differs");
+  static const char* kProbe = "Once upon a time, a little girl named Lily found 3 shiny stones.\n\"Look!\" she said. "
+                              "caf\xc3\xa9 \xe4\xbd\xa0\xe5\xa5\xbd 12345";
+  if (why.empty() && a.encode(kProbe, true, false) != b.encode(kProbe, true, false)) why = "a probe text encodes differently";
+  ZEBRA_CHECK(why.empty(), "the teacher (", teacher.model->path, ") and the student (", student.model->path,
+              ") use different tokenizers (", why, "); distillation needs the same one");
 }
 
 static int64_t context_limit(const Model& m) {
