@@ -162,6 +162,10 @@ lines += ["## Machine", "",
           f"{meta['loadavg_before']} |", "",
           "Timings on a shared machine vary with what else runs (see the load average); the zero-shot and "
           "perplexity numbers do not depend on it.", ""]
+load1 = float(meta["loadavg_before"].split()[0])
+if load1 >= meta["cores"]:
+    lines += [f"**Other jobs were running** (load average {load1:.1f} on {meta['cores']} cores when the run "
+              "started): the speed numbers below are disturbed and far below what this machine does when idle.", ""]
 
 teacher_model, hybrid_model = bench["decode"]["models"][0], bench["decode"]["models"][1]
 lines += ["## Models", "",
