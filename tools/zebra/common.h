@@ -40,6 +40,7 @@ void register_perplexity(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_compose(CLI::App& app);
 void register_select(CLI::App& app);
+void register_eval(CLI::App& app);
 void register_distill(CLI::App& app);
 void register_dpo(CLI::App& app);
 

@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   zebra::cli::register_synth(app);
   zebra::cli::register_data(app);
   zebra::cli::register_select(app);
+  zebra::cli::register_eval(app);
   zebra::cli::register_distill(app);
   zebra::cli::register_dpo(app);
 
