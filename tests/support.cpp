@@ -78,4 +78,10 @@ int run_command(const std::string& cmd, std::string* out, std::string* err) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+CliRun zebra_cli(const std::string& args) {
+  CliRun r;
+  r.status = run_command(zebra_binary() + " " + args, &r.out, &r.err);
+  return r;
+}
+
 }  // namespace zebra::test

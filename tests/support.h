@@ -23,6 +23,13 @@ std::string error_message(const std::function<void()>& f);
 // Runs a shell command, returns its exit status; stdout and stderr are captured into out/err.
 int run_command(const std::string& cmd, std::string* out, std::string* err = nullptr);
 
+// Runs the zebra CLI with `args`: its exit status, stdout and stderr.
+struct CliRun {
+  int status;
+  std::string out, err;
+};
+CliRun zebra_cli(const std::string& args);
+
 }  // namespace zebra::test
 
 #define ZEBRA_REQUIRE_ASSET(var, rel)                                                          \

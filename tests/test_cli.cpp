@@ -5,21 +5,9 @@
 #include "support.h"
 
 using namespace zebra;
+using test::CliRun;
+using test::zebra_cli;
 
-namespace {
-
-struct CliRun {
-  int status;
-  std::string out, err;
-};
-
-CliRun zebra_cli(const std::string& args) {
-  CliRun r;
-  r.status = test::run_command(test::zebra_binary() + " " + args, &r.out, &r.err);
-  return r;
-}
-
-}  // namespace
 
 TEST(Cli, InfoOnReleasedLayoutsReproducesThePapersFigures) {
   // Spec §1.5-1.6: parameters and KV % of AMD's six released Zebra-Llama models, from configs alone.

@@ -13,20 +13,11 @@
 #include "support.h"
 
 using namespace zebra;
+using test::CliRun;
+using test::zebra_cli;
 using nlohmann::json;
 
 namespace {
-
-struct CliRun {
-  int status;
-  std::string out, err;
-};
-
-CliRun zebra_cli(const std::string& args) {
-  CliRun r;
-  r.status = test::run_command(test::zebra_binary() + " " + args, &r.out, &r.err);
-  return r;
-}
 
 // Loads each model once per test binary: SmolLM2 takes seconds to dequantise.
 const LoadedModel& cached_model(const std::string& path) {
