@@ -3,13 +3,18 @@
 # zero-shot accuracy (zebra eval, ten tasks), wikitext-2 perplexity (zebra perplexity -c 512), speed and
 # cache memory (zebra bench --compare), with PNG charts from scripts/plot.py.
 #
-#   scripts/make_results.sh [--limit N] [--threads T] [-o docs/RESULTS.md] [--work DIR] [--from DIR]
+#   scripts/make_results.sh [--limit N] [--hybrid-limit N] [--threads T] [-o docs/RESULTS.md] [--work DIR]
+#                           [--fresh] [--from DIR]
 #
 #   --limit N    quick check: N items per eval task, N perplexity windows, a small bench sweep; the
 #                report says so at the top. Without it: full tasks, the whole test set, the full sweep.
+#   --hybrid-limit N  score the hybrid on only N items per task and N perplexity windows (default: as
+#                --limit); the teacher's numbers stay full. The report says so next to the tables.
 #   --threads T  CPU threads for every zebra command (default: all cores)
 #   -o FILE      the report (default docs/RESULTS.md); charts go to <FILE's folder>/results/
-#   --work DIR   where the hybrid and the raw JSON results go (default build/results)
+#   --work DIR   where the hybrid and the raw JSON results go (default build/results). A measurement
+#                whose JSON is already there is kept, so an interrupted run continues where it stopped.
+#   --fresh      measure everything again, ignoring the JSON already in --work
 #   --from DIR   only render the report from JSON already in DIR (eval_{teacher,hybrid}.json,
 #                ppl_{teacher,hybrid}.json, bench_{decode,prefill}.json, meta.json); measures nothing
 # Environment: ZEBRA (default build/zebra), TEACHER (default models/SmolLM2-135M-Instruct.Q4_1.gguf),
@@ -19,6 +24,8 @@ cd "$(dirname "$0")/.."
 
 arguments="$*"  # recorded in the report
 limit=0
+hybrid_limit=""
+fresh=0
 threads=$(nproc)
 out=docs/RESULTS.md
 work=build/results
@@ -26,15 +33,19 @@ from=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --limit) limit="$2"; shift 2 ;;
+    --hybrid-limit) hybrid_limit="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
+    --fresh) fresh=1; shift ;;
     -o|--output) out="$2"; shift 2 ;;
     --work) work="$2"; shift 2 ;;
     --from) from="$2"; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "make_results.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 [[ "$limit" =~ ^[0-9]+$ ]] || { echo "make_results.sh: --limit must be a non-negative integer, got '$limit'" >&2; exit 2; }
+[[ -z "$hybrid_limit" ]] && hybrid_limit=$limit
+[[ "$hybrid_limit" =~ ^[0-9]+$ ]] || { echo "make_results.sh: --hybrid-limit must be a non-negative integer, got '$hybrid_limit'" >&2; exit 2; }
 [[ "$threads" =~ ^[1-9][0-9]*$ ]] || { echo "make_results.sh: --threads must be a positive integer, got '$threads'" >&2; exit 2; }
 
 zebra=${ZEBRA:-build/zebra}
@@ -62,11 +73,18 @@ else
     "$zebra" -q compose --teacher "$teacher" --mla-count 8 -t "$threads" -o "$hybrid" >/dev/null
   fi
 
+  # Each measurement writes its JSON through a .tmp file and a rename, so a killed run leaves no half file
+  # behind, and a JSON already in $work is kept (unless --fresh): an interrupted run picks up where it stopped.
+  measure() {  # measure NAME.json DESCRIPTION COMMAND... (the command writes its JSON to stdout)
+    local file="$work/$1" what="$2"; shift 2
+    if [[ $fresh -eq 0 && -s "$file" ]]; then log "$what: kept $file (--fresh measures it again)"; return; fi
+    log "$what"
+    "$@" >"$file.tmp"
+    mv "$file.tmp" "$file"
+  }
   eval_args=(--tasks all --batch 8 -t "$threads" --json)
   ppl_args=(-f "$wikitext" -c 512 -t "$threads" --json)
   if [[ "$limit" -gt 0 ]]; then
-    eval_args+=(--limit "$limit")
-    ppl_args+=(--chunks "$limit")
     # A reduced sweep: the full one takes about ten minutes per model on two cores.
     decode_sweep=(-b 1,4 -p 0 -n 16 -d 0,256 -r 1)
     prefill_sweep=(-b 1 -p 128 -n 0 -d 0,256 -r 1)
@@ -76,28 +94,40 @@ else
   fi
 
   for role in teacher hybrid; do
-    model=$teacher; [[ $role == hybrid ]] && model=$hybrid
-    log "eval ($role)"
-    "$zebra" eval -m "$model" "${eval_args[@]}" --output "$work/eval_$role.json" >/dev/null
-    log "perplexity ($role)"
-    "$zebra" perplexity -m "$model" "${ppl_args[@]}" >"$work/ppl_$role.json"
+    model=$teacher; n=$limit
+    [[ $role == hybrid ]] && { model=$hybrid; n=$hybrid_limit; }
+    eval_limit=(); ppl_limit=()
+    [[ "$n" -gt 0 ]] && { eval_limit=(--limit "$n"); ppl_limit=(--chunks "$n"); }
+    measure "eval_$role.json" "eval ($role)" "$zebra" eval -m "$model" "${eval_args[@]}" "${eval_limit[@]}"
+    measure "ppl_$role.json" "perplexity ($role)" "$zebra" perplexity -m "$model" "${ppl_args[@]}" "${ppl_limit[@]}"
   done
-  log "bench: decode"
-  "$zebra" bench --compare "$teacher" "$hybrid" "${decode_sweep[@]}" -t "$threads" -o "$work/bench_decode.json" >&2
-  log "bench: prefill"
-  "$zebra" bench --compare "$teacher" "$hybrid" "${prefill_sweep[@]}" -t "$threads" -o "$work/bench_prefill.json" >&2
+  measure bench_decode.json "bench: decode" "$zebra" bench --compare "$teacher" "$hybrid" "${decode_sweep[@]}" \
+    -t "$threads" --json
+  measure bench_prefill.json "bench: prefill" "$zebra" bench --compare "$teacher" "$hybrid" "${prefill_sweep[@]}" \
+    -t "$threads" --json
+  # Eval throughput, and what scoring every choice from the cached shared context buys over a full forward
+  # per choice (--naive): both modes on the same items, one after the other.
+  speed_items=64; [[ "$limit" -gt 0 && "$limit" -lt $speed_items ]] && speed_items=$limit
+  for role in teacher hybrid; do
+    model=$teacher; [[ $role == hybrid ]] && model=$hybrid
+    for mode in cached naive; do
+      naive=(); [[ $mode == naive ]] && naive=(--naive)
+      measure "eval_speed_${role}_$mode.json" "eval speed ($role, $mode)" "$zebra" eval -m "$model" \
+        --tasks arc_easy,boolq,siqa,winogrande --limit "$speed_items" --batch 8 -t "$threads" --json "${naive[@]}"
+    done
+  done
 
   commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   git diff --quiet HEAD -- src tools 2>/dev/null || commit="$commit (with uncommitted changes to src/ or tools/)"
   cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
   mem_gib=$(awk '/MemTotal/ {printf "%.0f", $2 / 1048576}' /proc/meminfo)
-  MAKE_RESULTS_META="$work/meta.json" "$python" - "$limit" "$threads" "$(nproc)" "$cpu" "$mem_gib" \
+  MAKE_RESULTS_META="$work/meta.json" "$python" - "$limit" "$hybrid_limit" "$threads" "$(nproc)" "$cpu" "$mem_gib" \
     "$(date -u '+%Y-%m-%d %H:%M UTC')" "$commit" "$loadavg" "$teacher" "$hybrid" "$arguments" <<'EOF'
 import json, os, sys
-keys = ["limit", "threads", "cores", "cpu", "memory_gib", "date", "commit", "loadavg_before", "teacher", "hybrid",
+keys = ["limit", "hybrid_limit", "threads", "cores", "cpu", "memory_gib", "date", "commit", "loadavg_before", "teacher", "hybrid",
         "arguments"]
 meta = dict(zip(keys, sys.argv[1:]))
-for k in ("limit", "threads", "cores"):
+for k in ("limit", "hybrid_limit", "threads", "cores"):
     meta[k] = int(meta[k])
 with open(os.environ["MAKE_RESULTS_META"], "w") as f:
     json.dump(meta, f, indent=2)
@@ -122,6 +152,17 @@ import os
 import sys
 
 work, out, charts = sys.argv[1], sys.argv[2], sys.argv[3]
+
+
+def explain_bad_json(kind, value, traceback):
+    """A JSON file in `work` that lacks a field, or has the wrong type, gets one clear line, not a traceback."""
+    if issubclass(kind, (KeyError, TypeError, IndexError)):
+        sys.exit(f"make_results.sh: the JSON in {work} is not what zebra writes ({kind.__name__}: {value}); "
+                 "measure again with --fresh")
+    sys.__excepthook__(kind, value, traceback)
+
+
+sys.excepthook = explain_bad_json
 TASKS = ["arc_easy", "arc_challenge", "piqa", "openbook_qa", "winogrande", "lambada_openai", "boolq", "siqa",
          "copa", "commonsense_qa"]
 
@@ -155,6 +196,13 @@ if meta["limit"] > 0:
     lines += [f"> **Quick check (`--limit {meta['limit']}`), not the published numbers:** each task is scored on "
               f"its first {meta['limit']} items only, perplexity on the first {meta['limit']} windows, and the "
               "speed sweep is reduced. Accuracies on so few items have standard errors of ±10 points or more.", ""]
+hybrid_limit = meta.get("hybrid_limit", meta["limit"])
+if hybrid_limit != meta["limit"]:
+    teacher_scope = ("every item of every task and the whole perplexity text" if meta["limit"] == 0
+                     else f"its first {meta['limit']} items of each task")
+    lines += [f"> The teacher is scored on {teacher_scope}; the undistilled hybrid, to save time, on the first "
+              f"{hybrid_limit} items of each task and the first {hybrid_limit} perplexity windows only "
+              f"(`--hybrid-limit {hybrid_limit}`).", ""]
 lines += ["## Machine", "",
           "| CPU | cores | threads used | memory | load average before the run |",
           "|---|---:|---:|---:|---|",
@@ -187,6 +235,9 @@ for t in tasks:
     r = {role: ev[role]["results"].get(t, {}) for role in ev}
     n = ev["teacher"].get("n-samples", {}).get(t, {})
     items = f"{n.get('effective', '?')} of {n.get('original', '?')}" if n else "-"
+    n_hybrid = ev["hybrid"].get("n-samples", {}).get(t, {})
+    if n and n_hybrid and n_hybrid.get("effective") != n.get("effective"):
+        items += f" (hybrid: {n_hybrid.get('effective', '?')})"
     cells = []
     for role in ("teacher", "hybrid"):
         for metric in ("acc", "acc_norm"):
@@ -229,6 +280,31 @@ lines += ["## Speed and cache memory (`zebra bench --compare`)", "",
           "already in every sequence's cache.", ""]
 lines += bench_table(bench["decode"], "Decode")
 lines += bench_table(bench["prefill"], "Prefill")
+
+
+def eval_speed_table():
+    """Items/s of zebra eval, cached shared context vs --naive, from eval_speed_<role>_<mode>.json (optional)."""
+    runs = {}
+    for role in ("teacher", "hybrid"):
+        for mode in ("cached", "naive"):
+            path = os.path.join(work, f"eval_speed_{role}_{mode}.json")
+            if os.path.exists(path):
+                runs[role, mode] = load(os.path.basename(path))
+    if len(runs) < 4:
+        return []
+    tasks = ", ".join(runs["teacher", "cached"]["results"])
+    items = sum(n["effective"] for n in runs["teacher", "cached"]["n-samples"].values())
+    rows = ["## Eval throughput (`zebra eval`, cached shared context vs `--naive`)", "",
+            f"The same {items} items ({tasks}; batch 8) scored twice per model: once with every choice scored from "
+            "the cached state after the shared context, once with a full forward per choice (`--naive`).", "",
+            "| model | cached items/s | naive items/s | speed-up |", "|---|---:|---:|---:|"]
+    for role in ("teacher", "hybrid"):
+        cached = runs[role, "cached"]["config"]["items_per_second"]
+        naive = runs[role, "naive"]["config"]["items_per_second"]
+        rows.append(f"| {role} | {cached:.2f} | {naive:.2f} | {cached / naive:.2f}x |")
+    return rows + [""]
+
+
 if charts:
     rel = os.path.relpath(charts, os.path.dirname(os.path.abspath(out)) or ".")
     for name, caption in (("decode_vs_batch.png", "decode throughput vs batch"),
@@ -237,6 +313,7 @@ if charts:
         if os.path.exists(os.path.join(charts, name)):
             lines.append(f"![{caption}]({rel}/{name})")
     lines.append("")
+lines += eval_speed_table()
 
 os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
 with open(out + ".tmp", "w") as f:

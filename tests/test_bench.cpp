@@ -314,6 +314,39 @@ TEST_F(BenchCli, ResultsReportRendersEvalPerplexityAndBenchTables) {
                            "| teacher | 5,120 | 3.3254 | 27.81 |", "| hybrid | 5,120 | 13.2426 | 563,892.00 |",
                            "| 2 | tg2 @ d8 |", "| 1 | pp4 @ d8 |"})
     EXPECT_NE(md.find(want), std::string::npos) << want << "\n" << md;
+
+  // --hybrid-limit: the teacher scored on the full task, the hybrid on 20 items; plus the optional
+  // cached-vs-naive eval throughput table.
+  json teacher_eval = json::parse(test::read_file(dir + "/eval_teacher.json"));
+  teacher_eval["n-samples"]["arc_easy"]["effective"] = 2376;
+  test::write_file(dir + "/eval_teacher.json", teacher_eval.dump());
+  json meta = json::parse(test::read_file(dir + "/meta.json"));
+  meta["limit"] = 0;
+  meta["hybrid_limit"] = 20;
+  test::write_file(dir + "/meta.json", meta.dump());
+  for (const char* role : {"teacher", "hybrid"})
+    for (const char* mode : {"cached", "naive"}) {
+      const double cached = std::string(role) == "teacher" ? 4.0 : 3.0;
+      const double items_per_second = std::string(mode) == "naive" ? cached / 2.5 : cached;
+      test::write_file(dir + "/eval_speed_" + role + "_" + mode + ".json",
+                       json{{"results", {{"arc_easy", json::object()}}},
+                            {"n-samples", {{"arc_easy", {{"original", 2376}, {"effective", 64}}}}},
+                            {"config", {{"items_per_second", items_per_second}}}}
+                           .dump());
+    }
+  ASSERT_EQ(test::run_command("PYTHON=python3 " + test::source_dir() + "/scripts/make_results.sh --from " + dir +
+                                  " -o " + report,
+                              &out, &err),
+            0)
+      << err;
+  const std::string limited = test::read_file(report);
+  EXPECT_EQ(limited.find("Quick check"), std::string::npos) << limited;
+  for (const char* want : {"the undistilled hybrid, to save time, on the first 20 items of each task",
+                           "| arc_easy | 2376 of 2376 (hybrid: 20) | 55.0 ± 11.1 |",
+                           "The same 64 items (arc_easy; batch 8)", "| teacher | 4.00 | 1.60 | 2.50x |",
+                           "| hybrid | 3.00 | 1.20 | 2.50x |"})
+    EXPECT_NE(limited.find(want), std::string::npos) << want << "\n" << limited;
+
   // A missing input names the file.
   std::filesystem::remove(dir + "/ppl_hybrid.json");
   EXPECT_NE(test::run_command("PYTHON=python3 " + test::source_dir() + "/scripts/make_results.sh --from " + dir +
