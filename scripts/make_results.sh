@@ -225,10 +225,26 @@ for role, m in (("teacher", teacher_model), ("hybrid", hybrid_model)):
 lines += ["", "The hybrid is `zebra compose --teacher TEACHER --mla-count 8` (8 MLA + 22 Mamba2 layers) as "
           "composed, before any distillation: its accuracy is expected to be far below the teacher's.", ""]
 
+
+
+def chance(task, n_items, data_dir="../shared/assets/benchmarks"):
+    """Expected acc of a uniform random pick over the task's first n_items items (the teacher's), from its data
+    file."""
+    path = os.path.join(data_dir, f"{task}.jsonl")
+    if not n_items or not os.path.exists(path):
+        return "-"
+    with open(path) as f:
+        items = [json.loads(line) for line, _ in zip(f, range(n_items))]
+    options = [len(item.get("choices") or item.get("context_options") or []) for item in items]
+    if not all(options):
+        return "-"  # language modelling (LAMBADA): no options to pick from
+    return f"{100 * sum(1 / k for k in options) / len(options):.1f}"
+
+
 # Zero-shot accuracy: lm-eval's layout ("acc,none", "acc_stderr,none", ...).
 lines += ["## Zero-shot accuracy (`zebra eval`)", "",
-          "| task | items | teacher acc % | teacher acc_norm % | hybrid acc % | hybrid acc_norm % |",
-          "|---|---:|---:|---:|---:|---:|"]
+          "| task | items | teacher acc % | teacher acc_norm % | hybrid acc % | hybrid acc_norm % | chance % |",
+          "|---|---:|---:|---:|---:|---:|---:|"]
 tasks = [t for t in TASKS if t in ev["teacher"].get("results", {})]
 tasks += sorted(t for t in ev["teacher"].get("results", {}) if t not in TASKS)
 for t in tasks:
@@ -242,10 +258,32 @@ for t in tasks:
     for role in ("teacher", "hybrid"):
         for metric in ("acc", "acc_norm"):
             cells.append(pct(r[role].get(f"{metric},none"), r[role].get(f"{metric}_stderr,none")))
-    lines.append(f"| {t} | {items} | " + " | ".join(cells) + " |")
+    lines.append(f"| {t} | {items} | " + " | ".join(cells) + f" | {chance(t, n.get('effective'))} |")
 avg = {role: ev[role].get("average", {}) for role in ev}
 lines.append("| **average** | | " + " | ".join(pct(avg[role].get(f"{m},none")) for role in ("teacher", "hybrid")
-                                          for m in ("acc", "acc_norm")) + " |")
+                                          for m in ("acc", "acc_norm")) + " | |")
+
+
+def letter_task_note(data_dir="../shared/assets/benchmarks"):
+    """siqa and commonsense_qa score letters; a model that always answers "A" gets the share of gold-0 items."""
+    shares = []
+    for t in ("siqa", "commonsense_qa"):
+        path = os.path.join(data_dir, f"{t}.jsonl")
+        if t not in ev["teacher"]["results"] or not os.path.exists(path):
+            continue
+        with open(path) as f:
+            items = [json.loads(line) for line in f if line.strip()]
+        n_options = sorted({len(item["choices"]) for item in items})
+        share_a = sum(item["gold"] == 0 for item in items) / len(items)
+        shares.append(f"{t} {'/'.join(map(str, n_options))} options, answer A in {100 * share_a:.1f}% of items")
+    if not shares:
+        return []
+    return ["", "siqa and commonsense_qa (llm-foundry's copies) list the options in the query and score the letters "
+            "A, B, ... as the choices, so acc_norm equals acc there. A model that always answers A scores the share "
+            "of items whose answer is A (" + "; ".join(shares) + ")."]
+
+
+lines += letter_task_note()
 lambada = {role: ev[role]["results"].get("lambada_openai", {}).get("perplexity,none") for role in ev}
 if any(v is not None for v in lambada.values()):
     lines += ["", "LAMBADA (OpenAI) target-word perplexity: teacher "
