@@ -302,12 +302,20 @@ lines.append("")
 
 
 def bench_table(b, title):
+    # The decode roofline (read bandwidth x batch / bytes one step reads) is per model; prefill has none (0).
+    roofline = [{(r["test"], r["batch"]): r.get("roofline_ts", 0) for r in m["results"]} for m in b["models"]]
+
+    def roof(i, e):
+        value = roofline[i].get((e["test"], e["batch"]), 0)
+        return f"{value:.1f}" if value > 0 else "-"
+
     rows = [f"### {title}", "", "| batch | test | teacher t/s | hybrid t/s | hybrid/teacher | teacher cache MiB | "
-            "hybrid cache MiB | hybrid/teacher cache |", "|---:|---|---:|---:|---:|---:|---:|---:|"]
+            "hybrid cache MiB | hybrid/teacher cache | roofline t/s teacher / hybrid |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for e in b["compare"]:
         rows.append(f"| {e['batch']} | {e['test']} | {e['a_ts']:.2f} ± {e['a_stddev_ts']:.2f} | "
                     f"{e['b_ts']:.2f} ± {e['b_stddev_ts']:.2f} | {e['ts_ratio']:.2f} | {e['a_cache_mib']:.2f} | "
-                    f"{e['b_cache_mib']:.2f} | {e['cache_ratio']:.4f} |")
+                    f"{e['b_cache_mib']:.2f} | {e['cache_ratio']:.4f} | {roof(0, e)} / {roof(1, e)} |")
     return rows + [""]
 
 
@@ -315,7 +323,8 @@ lines += ["## Speed and cache memory (`zebra bench --compare`)", "",
           f"{bench['decode']['backend']}, {bench['decode']['threads']} threads; measured read bandwidth "
           f"{bench['decode']['read_bandwidth_gbs']:.1f} GB/s. t/s counts the tokens of all sequences of a batch; "
           "cache MiB is what the batch's sequences hold after the test (fp32). `@ dN`: N tokens of context "
-          "already in every sequence's cache.", ""]
+          "already in every sequence's cache. The roofline is the decode speed if a step cost only the time to "
+          "read its weights and cache once at the measured bandwidth.", ""]
 lines += bench_table(bench["decode"], "Decode")
 lines += bench_table(bench["prefill"], "Prefill")
 
