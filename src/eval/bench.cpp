@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "eval/cache_slots.h"
 
 namespace zebra {
 
@@ -34,33 +35,14 @@ static std::vector<int32_t> random_tokens(int64_t n, int64_t vocab, uint64_t see
   return t;
 }
 
-// Copies the first `depth` positions of slot 0 (and its Mamba2 state) into every other slot. Every
-// sequence gets the same context: filling B slots by B forwards would cost B times the prefill and
-// measure nothing more, since the work of a step does not depend on the tokens' values.
-static void replicate_slot0(Cache& c, int64_t depth) {
-  for (int64_t s = 1; s < c.n_slots; ++s) {
-    for (KvCache& kv : c.kv) {
-      if (kv.n_slots == 0) continue;
-      std::copy_n(kv.k_at(0, 0), depth * kv.kv_dim, kv.k_at(s, 0));
-      std::copy_n(kv.v_at(0, 0), depth * kv.kv_dim, kv.v_at(s, 0));
-    }
-    for (MlaCache& mla : c.latent)
-      if (mla.n_slots) std::copy_n(mla.at(0, 0), depth * mla.width, mla.at(s, 0));
-    for (Mamba2State& st : c.ssm) {
-      if (st.n_slots == 0) continue;
-      std::copy_n(st.conv_at(0), st.conv_dim * st.d_conv, st.conv_at(s));
-      std::copy_n(st.ssm_at(0), st.ssm_size, st.ssm_at(s));
-      st.next_pos[s] = st.next_pos[0];
-    }
-  }
-}
-
-// A cache of `batch` slots of `n_ctx` positions whose first `depth` positions hold the same random context.
+// A cache of `batch` slots of `n_ctx` positions whose first `depth` positions hold the same random context:
+// slot 0 runs it, the others get a copy of slot 0. Filling B slots by B forwards would cost B times the
+// prefill and measure nothing more, since the work of a step does not depend on the tokens' values.
 static Cache context_cache(const Model& m, int64_t batch, int64_t n_ctx, int64_t depth) {
   Cache cache = m.make_cache(batch, n_ctx);
   if (depth > 0) {
     m.forward(make_sequence_batch(random_tokens(depth, m.config.vocab_size, 7), 0, 0, false), cache);
-    replicate_slot0(cache, depth);
+    for (int64_t slot = 1; slot < batch; ++slot) copy_cache_slot(cache, 0, slot, depth);
   }
   return cache;
 }
