@@ -13,7 +13,16 @@ int32_t argmax(const float* x, int64_t n) {
 }
 
 int32_t Sampler::sample(const float* logits, int64_t vocab) {
-  if (params_.temperature <= 0.0f) return argmax(logits, vocab);
+  if (greedy()) return argmax(logits, vocab);
+  return sample_with(logits, vocab, draw_uniform());
+}
+
+// uniform_real_distribution(0, mass)(rng) is generate_canonical(rng) * mass + 0, so drawing u in [0, 1) first and
+// scaling by the mass later gives the same bits as drawing in [0, mass) did.
+double Sampler::draw_uniform() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
+
+int32_t Sampler::sample_with(const float* logits, int64_t vocab, double u) {
+  if (greedy()) return argmax(logits, vocab);
 
   // Candidates sorted by logit, cut to top-k.
   candidates_.resize(vocab);
@@ -52,7 +61,7 @@ int32_t Sampler::sample(const float* logits, int64_t vocab) {
   }
   double mass = 0.0;
   for (int64_t i = 0; i < keep; ++i) mass += probs[i];
-  double r = std::uniform_real_distribution<double>(0.0, mass)(rng_);
+  double r = u * mass;
   for (int64_t i = 0; i < keep; ++i) {
     r -= probs[i];
     if (r <= 0.0) return candidates_[i].second;

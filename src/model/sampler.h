@@ -17,8 +17,15 @@ struct SamplerParams {
 class Sampler {
  public:
   explicit Sampler(SamplerParams p) : params_(p), rng_(p.seed) {}
-  // logits: [vocab]; returns the chosen token id.
+  // logits: [vocab]; returns the chosen token id. Greedy draws nothing; otherwise it is
+  // sample_with(logits, vocab, draw_uniform()).
   int32_t sample(const float* logits, int64_t vocab);
+  // The two halves of a non-greedy sample, so another device can sample exactly as this one: the uniform draw
+  // in [0, 1) (advances the generator; one per non-greedy sample), and the choice a given draw makes (top-k,
+  // temperature softmax, min-p, top-p, then the token whose cumulative probability mass first reaches u * kept).
+  double draw_uniform();
+  int32_t sample_with(const float* logits, int64_t vocab, double u);
+  bool greedy() const { return params_.temperature <= 0.0f; }
   const SamplerParams& params() const { return params_; }
 
  private:
