@@ -17,6 +17,14 @@ struct Run {
   int32_t end() const { return pos0 + n; }  // the sequence's length after this forward
 };
 
+// The rows of one forward: n rows grouped into runs (each run's rows contiguous), and every row's position.
+struct RowLayout {
+  const Run* runs = nullptr;
+  int64_t n_runs = 0;
+  const int32_t* pos = nullptr;  // [n] position of each row in its sequence
+  int64_t n = 0;
+};
+
 // One paged cache layer (Llama attention K|V rows or MLA latent rows): position p of sequence s is row
 //   block_tables[s * max_blocks + p / block_tokens] * block_tokens + p % block_tokens
 // of `base`, each row `row_floats` wide. Blocks are shared between sequences by reference (a common prefix is

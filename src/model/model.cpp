@@ -4,6 +4,7 @@
 
 #include "kernels/cpu/ops.h"
 #include "model/rope.h"
+#include "model/row_plan.h"
 
 namespace zebra {
 
@@ -87,12 +88,22 @@ Tensor Model::forward(const Batch& batch, Cache& cache, ForwardTrace* trace) con
     max_pos = std::max<int64_t>(max_pos, batch.pos[t]);
   }
   const RopeTable rope = make_rope_table(config, config.head_dim, max_pos + 1);
+  // The layers see the batch grouped by sequence (one contiguous run each); results go back in batch order.
+  const RowPlan plan = plan_rows(batch);
+  Batch rows;
+  for (int64_t r = 0; r < n; ++r) rows.add(plan.tokens[r], batch.seq[plan.batch_index[r]], plan.pos[r], false);
 
-  // x: [n, H] residual stream
+  // x: [n, H] residual stream, in row order
   Tensor x({n, H});
-  for (int64_t t = 0; t < n; ++t)
-    std::copy_n(embed.ptr() + batch.tokens[t] * H, H, x.ptr() + t * H);
+  for (int64_t r = 0; r < n; ++r)
+    std::copy_n(embed.ptr() + static_cast<int64_t>(plan.tokens[r]) * H, H, x.ptr() + r * H);
 
+  // Copies row-ordered [n, H] activations into a batch-ordered tensor of the trace.
+  auto to_batch_order = [&](const float* src) {
+    Tensor t({n, H});
+    for (int64_t r = 0; r < n; ++r) std::copy_n(src + r * H, H, t.ptr() + static_cast<int64_t>(plan.batch_index[r]) * H);
+    return t;
+  };
   std::vector<float> normed(n * H), branch(n * H);
   const float eps = static_cast<float>(config.rms_norm_eps);
   if (trace) {
@@ -101,23 +112,20 @@ Tensor Model::forward(const Batch& batch, Cache& cache, ForwardTrace* trace) con
   }
   for (size_t li = 0; li < layers.size(); ++li) {
     const Layer& L = layers[li];
-    if (trace) trace->layer_inputs[li] = x;
+    if (trace) trace->layer_inputs[li] = to_batch_order(x.ptr());
     cpu::rmsnorm(x.ptr(), L.input_norm.ptr(), normed.data(), n, H, eps);
     switch (L.kind) {
       case LayerKind::Attention:
-        attention_forward(config, L.attn, rope, batch, normed.data(), branch.data(), cache.kv[li]);
+        attention_forward(config, L.attn, rope, rows, normed.data(), branch.data(), cache.kv[li]);
         break;
       case LayerKind::Mla:
-        mla_forward(L.mla_dims, L.mla, L.mla_rope, batch, normed.data(), branch.data(), cache.latent[li], mla_mode);
+        mla_forward(L.mla_dims, L.mla, L.mla_rope, rows, normed.data(), branch.data(), cache.latent[li], mla_mode);
         break;
       case LayerKind::Mamba2:
-        mamba2_forward(mamba_dims, L.mamba, batch, normed.data(), branch.data(), cache.ssm[li]);
+        mamba2_forward(mamba_dims, L.mamba, rows, normed.data(), branch.data(), cache.ssm[li]);
         break;
     }
-    if (trace) {
-      trace->mixer_outputs[li] = Tensor({n, H});
-      std::copy_n(branch.data(), n * H, trace->mixer_outputs[li].ptr());
-    }
+    if (trace) trace->mixer_outputs[li] = to_batch_order(branch.data());
     cpu::add_inplace(x.ptr(), branch.data(), n * H);
     cpu::rmsnorm(x.ptr(), L.post_norm.ptr(), normed.data(), n, H, eps);
     mlp_forward(L.mlp, normed.data(), branch.data(), n, H, config.intermediate_size);
@@ -125,14 +133,13 @@ Tensor Model::forward(const Batch& batch, Cache& cache, ForwardTrace* trace) con
   }
 
   if (trace) {
-    trace->final_hidden = Tensor({n, H});
-    cpu::rmsnorm(x.ptr(), norm.ptr(), trace->final_hidden.ptr(), n, H, eps);
+    cpu::rmsnorm(x.ptr(), norm.ptr(), normed.data(), n, H, eps);
+    trace->final_hidden = to_batch_order(normed.data());
   }
-  // Final norm and LM head only for the tokens that asked for logits.
-  const int64_t m = batch.n_logits();
+  // Final norm and LM head only for the tokens that asked for logits, in batch order.
+  const int64_t m = static_cast<int64_t>(plan.logit_rows.size());
   std::vector<float> sel(m * H);
-  for (int64_t t = 0, j = 0; t < n; ++t)
-    if (batch.logits[t]) std::copy_n(x.ptr() + t * H, H, sel.data() + (j++) * H);
+  for (int64_t j = 0; j < m; ++j) std::copy_n(x.ptr() + static_cast<int64_t>(plan.logit_rows[j]) * H, H, sel.data() + j * H);
   cpu::rmsnorm(sel.data(), norm.ptr(), sel.data(), m, H, eps);
   Tensor logits({m, V});
   cpu::matmul_wt(sel.data(), head().ptr(), logits.ptr(), m, H, V);
