@@ -3,6 +3,7 @@
 #pragma once
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -65,6 +66,29 @@ class DeviceBuffer {
  private:
   T* ptr_ = nullptr;
   int64_t count_ = 0;
+};
+
+// Page-locked host memory (cudaHostAlloc), for asynchronous copies the device can overlap.
+template <class T>
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  ~PinnedBuffer() {
+    if (ptr_) cudaFreeHost(ptr_);
+  }
+  void allocate(int64_t count) {
+    if (ptr_) cudaFreeHost(ptr_);
+    ptr_ = nullptr;
+    void* p = nullptr;
+    ZEBRA_CUDA_CHECK(cudaHostAlloc(&p, static_cast<size_t>(std::max<int64_t>(1, count)) * sizeof(T), cudaHostAllocDefault));
+    ptr_ = static_cast<T*>(p);
+  }
+  T* get() const { return ptr_; }
+
+ private:
+  T* ptr_ = nullptr;
 };
 
 // A buffer holding a copy of `host`.
