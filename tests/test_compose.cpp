@@ -17,8 +17,8 @@
 #include "core/log.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
-#include "io/save_hybrid.h"
 #include "model/loader.h"
+#include "model/save_hybrid.h"
 #include "support.h"
 
 using namespace zebra;
