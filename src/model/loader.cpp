@@ -5,9 +5,9 @@
 
 #include "core/log.h"
 #include "io/gguf.h"
-#include "io/hf_config.h"
 #include "io/llama2c.h"
 #include "io/safetensors.h"
+#include "model/hf_config.h"
 #include "tokenizer/gguf_vocab.h"
 
 namespace zebra {
