@@ -2,7 +2,7 @@
 // weights for the same seed, and a forward with finite, non-degenerate logits.
 #include <cmath>
 
-#include "io/hf_config.h"
+#include "model/hf_config.h"
 #include "model/random_weights.h"
 #include "support.h"
 

@@ -4,7 +4,7 @@
 #include <filesystem>
 
 #include "core/error.h"
-#include "io/hf_config.h"
+#include "model/hf_config.h"
 
 namespace zebra {
 

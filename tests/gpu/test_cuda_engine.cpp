@@ -10,7 +10,7 @@
 
 #include "engine/cuda_engine.h"
 #include "gpu_support.h"
-#include "io/hf_config.h"
+#include "model/hf_config.h"
 #include "model/loader.h"
 #include "model/random_weights.h"
 #include "support.h"
