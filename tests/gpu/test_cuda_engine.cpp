@@ -116,6 +116,8 @@ Model released_hybrid(const std::string& layout, uint64_t seed) {
   HybridConfig h = load_hybrid_config(dir + "/hybrid_config.json", cfg);
   cfg.num_layers = 2;
   cfg.vocab_size = 1000;
+  cfg.bos_token_id = -1;  // the real ids lie outside the small vocabulary
+  cfg.eos_token_ids.clear();
   cfg.intermediate_size = 1024;
   h.mla_layers = {0};
   h.layer_ranks.clear();
