@@ -15,10 +15,10 @@
 #include "compose/svd.h"
 #include "core/error.h"
 #include "core/log.h"
-#include "io/hf_config.h"
 #include "io/safetensors.h"
-#include "io/save_hybrid.h"
+#include "model/hf_config.h"
 #include "model/loader.h"
+#include "model/save_hybrid.h"
 #include "support.h"
 
 using namespace zebra;

@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "io/hf_config.h"
+#include "model/hf_config.h"
 #include "support.h"
 
 using namespace zebra;

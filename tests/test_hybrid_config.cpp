@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "io/hf_config.h"
+#include "model/hf_config.h"
 #include "model/hybrid_config.h"
 #include "support.h"
 

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "io/llama2c.h"
 #include "io/mapped_file.h"
+#include "model/loader.h"
 #include "support.h"
 
 using namespace zebra;
@@ -115,8 +116,8 @@ std::vector<double> matvec(const float* w, int64_t rows, int64_t cols, const std
 TEST(Llama2c, Stories260KConfigAndTensors) {
   ZEBRA_REQUIRE_ASSET(path, "models/stories260K/stories260K.bin");
   Llama2cModel m = load_llama2c(path);
-  const LlamaConfig& c = m.config;
-  EXPECT_EQ(m.version, 0);
+  const LlamaConfig c = llama2c_llama_config(m.header, path);
+  EXPECT_EQ(m.header.version, 0);
   EXPECT_EQ(c.hidden_size, 64);
   EXPECT_EQ(c.intermediate_size, 172);
   EXPECT_EQ(c.num_layers, 5);
@@ -150,7 +151,7 @@ TEST(Llama2c, Stories260KConfigAndTensors) {
 TEST(Llama2c, Stories260KPermutationMatchesRopeConventions) {
   ZEBRA_REQUIRE_ASSET(path, "models/stories260K/stories260K.bin");
   Llama2cModel m = load_llama2c(path);
-  const LlamaConfig& c = m.config;
+  const LlamaConfig c = llama2c_llama_config(m.header, path);
   const int64_t D = c.hidden_size, L = c.num_layers, V = c.vocab_size, hd = c.head_dim, kv = c.kv_dim();
   MappedFile raw(path);
   const float* file = reinterpret_cast<const float*>(raw.data() + 28);
@@ -195,11 +196,13 @@ TEST(Llama2c, LegacyLayoutSharedAndSeparateClassifier) {
   const Dims d = kTiny;
   const int64_t D = d.dim, H = d.hidden, L = d.layers, V = d.vocab, hs = D / d.heads, kv = hs * d.kv_heads;
   for (bool separate : {false, true}) {
-    Llama2cModel m = load_llama2c(write_temp(make_legacy(d, separate)));
+    const std::string path = write_temp(make_legacy(d, separate));
+    Llama2cModel m = load_llama2c(path);
+    const LlamaConfig c = llama2c_llama_config(m.header, path);
     const TensorSource& s = *m.tensors;
-    EXPECT_EQ(m.config.tie_word_embeddings, !separate);
-    EXPECT_EQ(m.config.vocab_size, V);
-    EXPECT_EQ(m.config.max_position_embeddings, d.seq);
+    EXPECT_EQ(c.tie_word_embeddings, !separate);
+    EXPECT_EQ(c.vocab_size, V);
+    EXPECT_EQ(c.max_position_embeddings, d.seq);
     // First float of each tensor = its offset (in floats) in the data.
     int64_t at = 0;
     auto expect_at = [&](const std::string& name, int64_t size) {
@@ -239,9 +242,10 @@ TEST(Llama2c, Version1Layout) {
   const Dims d = kTiny;
   const int64_t D = d.dim, L = d.layers, V = d.vocab, H = d.hidden, hs = D / d.heads, kv = hs * d.kv_heads;
   for (bool shared : {true, false}) {
-    Llama2cModel m = load_llama2c(write_temp(make_v1(d, shared)));
-    EXPECT_EQ(m.version, 1);
-    EXPECT_EQ(m.config.tie_word_embeddings, shared);
+    const std::string path = write_temp(make_v1(d, shared));
+    Llama2cModel m = load_llama2c(path);
+    EXPECT_EQ(m.header.version, 1);
+    EXPECT_EQ(llama2c_llama_config(m.header, path).tie_word_embeddings, shared);
     const TensorSource& s = *m.tensors;
     EXPECT_EQ(f32(s, "model.layers.0.input_layernorm.weight")[0], 0.0f);
     EXPECT_EQ(f32(s, "model.layers.0.post_attention_layernorm.weight")[0], float(L * D));
@@ -282,8 +286,9 @@ TEST(Llama2c, TrailingBytes) {
   std::string shared = make_legacy(d, false);
   // A classifier after a shared-classifier header is tolerated (llama2.c's runner ignores it).
   std::string with_wcls = shared + std::string(d.vocab * d.dim * 4, '\0');
-  Llama2cModel m = load_llama2c(write_temp(with_wcls));
-  EXPECT_TRUE(m.config.tie_word_embeddings);
+  const std::string path = write_temp(with_wcls);
+  Llama2cModel m = load_llama2c(path);
+  EXPECT_TRUE(llama2c_llama_config(m.header, path).tie_word_embeddings);
   EXPECT_FALSE(m.tensors->has("lm_head.weight"));
   EXPECT_NE(load_error(shared + "abcd").find("4 unexpected trailing bytes"), std::string::npos);
   EXPECT_NE(load_error(make_legacy(d, true) + std::string(d.vocab * d.dim * 4, '\0')).find("trailing"),

@@ -10,11 +10,11 @@
 #include <random>
 #include <stdexcept>
 
+#include "core/arena.h"
 #include "io/safetensors.h"
 #include "model/mla.h"
 #include "nlohmann/json.hpp"
 #include "support.h"
-#include "train/arena.h"
 
 using namespace zebra;
 

@@ -10,8 +10,8 @@
 #include <set>
 
 #include "io/atomic_write.h"
-#include "io/hf_config.h"
 #include "io/safetensors.h"
+#include "model/hf_config.h"
 #include "support.h"
 
 using namespace zebra;

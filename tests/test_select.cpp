@@ -15,8 +15,8 @@
 #include "compose/smart_select.h"
 #include "core/error.h"
 #include "core/log.h"
-#include "io/save_hybrid.h"
 #include "model/loader.h"
+#include "model/save_hybrid.h"
 #include "support.h"
 
 using namespace zebra;

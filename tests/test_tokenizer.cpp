@@ -6,12 +6,12 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/utf8.h"
 #include "io/gguf.h"
 #include "support.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/gguf_vocab.h"
 #include "tokenizer/tokenizer.h"
-#include "tokenizer/utf8.h"
 
 namespace zebra {
 namespace {

@@ -71,20 +71,16 @@ uint64_t mul(uint64_t a, uint64_t b, const std::string& path) {
   return a * b;
 }
 
-struct Header {
-  int64_t dim, hidden, n_layers, n_heads, n_kv_heads, vocab, seq_len;
-};
-
-void check_header(const Header& h, const std::string& path) {
+void check_header(const Llama2cHeader& h, const std::string& path) {
   auto pos = [&](int64_t v, const char* field) {
     ZEBRA_CHECK(v > 0, path, ": llama2.c header field ", field, " must be positive, got ", v);
   };
   pos(h.dim, "dim");
-  pos(h.hidden, "hidden_dim");
+  pos(h.hidden_dim, "hidden_dim");
   pos(h.n_layers, "n_layers");
   pos(h.n_heads, "n_heads");
   pos(h.n_kv_heads, "n_kv_heads");
-  pos(h.vocab, "vocab_size");
+  pos(h.vocab_size, "vocab_size");
   pos(h.seq_len, "seq_len");
   ZEBRA_CHECK(h.dim % h.n_heads == 0, path, ": llama2.c header: dim ", h.dim, " is not divisible by n_heads ",
               h.n_heads);
@@ -123,7 +119,7 @@ Llama2cModel load_llama2c(const std::string& path) {
   ZEBRA_CHECK(size >= 28, path, ": truncated llama2.c file: ", size, " bytes, the header alone needs 28");
 
   int version = 0;
-  Header h{};
+  Llama2cHeader h;
   bool shared = true;
   size_t offset = 0;
   uint32_t magic;
@@ -144,13 +140,13 @@ Llama2cModel load_llama2c(const std::string& path) {
     h = {read_i32(d), read_i32(d + 4), read_i32(d + 8), read_i32(d + 12),
          read_i32(d + 16), read_i32(d + 20), read_i32(d + 24)};
     // Legacy: a negative vocab_size flags a separate classifier at the end.
-    shared = h.vocab > 0;
-    if (h.vocab < 0) h.vocab = -h.vocab;
+    shared = h.vocab_size > 0;
+    if (h.vocab_size < 0) h.vocab_size = -h.vocab_size;
     offset = 28;
   }
   check_header(h, path);
 
-  const uint64_t dim = h.dim, hidden = h.hidden, L = h.n_layers, vocab = h.vocab, seq = h.seq_len;
+  const uint64_t dim = h.dim, hidden = h.hidden_dim, L = h.n_layers, vocab = h.vocab_size, seq = h.seq_len;
   const uint64_t head = dim / h.n_heads, kv_dim = head * h.n_kv_heads;
   // Floats per block, in file order for each version.
   const uint64_t emb = mul(vocab, dim, path);
@@ -168,8 +164,8 @@ Llama2cModel load_llama2c(const std::string& path) {
   ZEBRA_CHECK(floats <= (std::numeric_limits<uint64_t>::max() - offset) / 4 - wcls, path,
               ": llama2.c header sizes overflow");
   const uint64_t expected = offset + 4 * (floats + (shared ? 0 : wcls));
-  ZEBRA_CHECK(size >= expected, path, ": truncated llama2.c file: header (dim ", h.dim, ", hidden ", h.hidden,
-              ", layers ", h.n_layers, ", heads ", h.n_heads, "/", h.n_kv_heads, ", vocab ", h.vocab, ", seq ",
+  ZEBRA_CHECK(size >= expected, path, ": truncated llama2.c file: header (dim ", h.dim, ", hidden ", h.hidden_dim,
+              ", layers ", h.n_layers, ", heads ", h.n_heads, "/", h.n_kv_heads, ", vocab ", h.vocab_size, ", seq ",
               h.seq_len, shared ? ", shared classifier" : ", separate classifier", ") needs ", expected,
               " bytes, file has ", size);
   // llama2.c's own runner ignores a classifier written after a shared-classifier header; allow exactly that.
@@ -178,8 +174,7 @@ Llama2cModel load_llama2c(const std::string& path) {
               "); wrong header or not a llama2.c checkpoint");
 
   auto src = std::make_unique<Llama2cSource>(std::move(file));
-  const int64_t D = h.dim, H = h.hidden, KV = static_cast<int64_t>(kv_dim), V = h.vocab;
-  const std::string path_s = path;
+  const int64_t D = h.dim, H = h.hidden_dim, KV = static_cast<int64_t>(kv_dim), V = h.vocab_size;
   // Per-layer tensors stored as [L, rows, cols] blocks.
   auto layers = [&](size_t base, int64_t rows, int64_t cols, const char* fmt_a, const char* fmt_b) {
     for (int64_t l = 0; l < h.n_layers; ++l) {
@@ -233,23 +228,9 @@ Llama2cModel load_llama2c(const std::string& path) {
   if (!shared) src->add_mapped("lm_head.weight", {V, D}, take(wcls));
 
   Llama2cModel m;
-  m.version = version;
-  LlamaConfig& c = m.config;
-  c.vocab_size = V;
-  c.hidden_size = D;
-  c.intermediate_size = H;
-  c.num_layers = h.n_layers;
-  c.num_heads = h.n_heads;
-  c.num_kv_heads = h.n_kv_heads;
-  c.head_dim = D / h.n_heads;
-  c.max_position_embeddings = h.seq_len;
-  c.rms_norm_eps = 1e-5;
-  c.rope_theta = 10000.0;
-  c.tie_word_embeddings = shared;
-  c.bos_token_id = V > 1 ? 1 : -1;
-  if (V > 2) c.eos_token_ids = {2};
-  c.source_format = "llama2c";
-  c.validate(path_s);
+  h.shared_classifier = shared;
+  h.version = version;
+  m.header = h;
   m.tensors = std::move(src);
   return m;
 }

@@ -9,14 +9,20 @@
 #include <vector>
 
 #include "io/tensor_view.h"
-#include "model/config.h"
 
 namespace zebra {
 
+// The header as the file gives it (llama2.c's Config), the legacy negative vocab_size decoded into
+// shared_classifier. model/ turns it into a LlamaConfig (llama2c_llama_config in model/loader.h).
+struct Llama2cHeader {
+  int64_t dim = 0, hidden_dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, vocab_size = 0, seq_len = 0;
+  bool shared_classifier = true;  // false: a separate classifier (lm_head.weight) follows the weights
+  int version = 0;                // 0 = legacy, 1 = "ak42" version 1
+};
+
 struct Llama2cModel {
-  LlamaConfig config;  // source_format "llama2c", rope_theta 1e4, rms_norm_eps 1e-5, bos 1, eos 2
+  Llama2cHeader header;  // checked: positive sizes, heads dividing, even head size, matching the file size
   std::unique_ptr<TensorSource> tensors;  // HF names; F32 views (into the mapped file, or owned for q/k)
-  int version = 0;  // 0 = legacy, 1 = "ak42" version 1
 };
 
 // Loads and validates the file (sizes must match the header exactly); throws zebra::Error naming the file

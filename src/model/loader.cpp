@@ -5,9 +5,9 @@
 
 #include "core/log.h"
 #include "io/gguf.h"
-#include "io/hf_config.h"
 #include "io/llama2c.h"
 #include "io/safetensors.h"
+#include "model/hf_config.h"
 #include "tokenizer/gguf_vocab.h"
 
 namespace zebra {
@@ -253,6 +253,28 @@ static LlamaConfig gguf_llama_config(const GgufFile& g) {
   return c;
 }
 
+// llama2.c's header -> LlamaConfig, beside GGUF's on purpose: io/ only reads the formats, and every
+// LlamaConfig is made in model/ (here, or from config.json in model/hf_config).
+LlamaConfig llama2c_llama_config(const Llama2cHeader& h, const std::string& path) {
+  LlamaConfig c;
+  c.vocab_size = h.vocab_size;
+  c.hidden_size = h.dim;
+  c.intermediate_size = h.hidden_dim;
+  c.num_layers = h.n_layers;
+  c.num_heads = h.n_heads;
+  c.num_kv_heads = h.n_kv_heads;
+  c.head_dim = h.dim / h.n_heads;
+  c.max_position_embeddings = h.seq_len;
+  c.rms_norm_eps = 1e-5;
+  c.rope_theta = 10000.0;
+  c.tie_word_embeddings = h.shared_classifier;
+  c.bos_token_id = h.vocab_size > 1 ? 1 : -1;
+  if (h.vocab_size > 2) c.eos_token_ids = {2};
+  c.source_format = "llama2c";
+  c.validate(path);
+  return c;
+}
+
 static LoadedModel load_gguf(const std::string& path, const LoadOptions& opts) {
   GgufFile g(path);
   LoadedModel out;
@@ -285,13 +307,14 @@ static std::string find_llama2c_tokenizer(const std::string& model_path) {
 
 static LoadedModel load_llama2c_model(const std::string& path, const LoadOptions& opts) {
   Llama2cModel l = load_llama2c(path);
+  const LlamaConfig cfg = llama2c_llama_config(l.header, path);
   LoadedModel out;
-  out.model = build_llama(l.config, [&](const std::string& name, const std::vector<int64_t>& shape) {
+  out.model = build_llama(cfg, [&](const std::string& name, const std::vector<int64_t>& shape) {
     return l.tensors->load(name, shape);
-  }, !l.config.tie_word_embeddings);
+  }, !cfg.tie_word_embeddings);
   std::string tok = opts.tokenizer_path.empty() ? find_llama2c_tokenizer(path) : opts.tokenizer_path;
   if (!tok.empty()) {
-    out.tokenizer = load_llama2c_tokenizer(tok, static_cast<int32_t>(l.config.vocab_size));
+    out.tokenizer = load_llama2c_tokenizer(tok, static_cast<int32_t>(cfg.vocab_size));
     out.llama2c_tokenizer_file = tok;
   } else {
     ZEBRA_CHECK(!opts.need_tokenizer, path, ": a llama2.c model needs its tokenizer: pass --tokenizer FILE "

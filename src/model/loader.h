@@ -27,4 +27,10 @@ const char* model_format_name(ModelFormat f);
 
 LoadedModel load_model(const std::string& path, const LoadOptions& opts = {});
 
+// A checked llama2.c header (io/llama2c.h) as a LlamaConfig, with the conventions llama2.c's runner
+// hard-codes: head_dim = dim / n_heads, rope_theta 1e4, rms_norm_eps 1e-5, bos 1, eos 2 (when the
+// vocabulary has them), source_format "llama2c". Errors name `path`.
+struct Llama2cHeader;
+LlamaConfig llama2c_llama_config(const Llama2cHeader& h, const std::string& path);
+
 }  // namespace zebra

@@ -4,10 +4,10 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/arena.h"
 #include "core/tensor.h"
 #include "model/batch.h"
 #include "model/hybrid_config.h"
-#include "train/arena.h"
 
 namespace zebra {
 

@@ -5,10 +5,10 @@
 #include <string>
 #include <vector>
 
+#include "core/arena.h"
 #include "core/tensor.h"
 #include "model/batch.h"
 #include "model/hybrid_config.h"
-#include "train/arena.h"
 
 namespace zebra {
 

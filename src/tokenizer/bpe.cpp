@@ -4,8 +4,8 @@
 #include <queue>
 
 #include "core/error.h"
+#include "core/utf8.h"
 #include "tokenizer/byte_level.h"
-#include "tokenizer/utf8.h"
 
 namespace zebra {
 
@@ -206,12 +206,8 @@ void ByteBpeTokenizer::encode_plain(std::string_view text, std::vector<int32_t>&
   // Valid UTF-8 runs go through the regex pre-tokenizer; each invalid byte is a piece of its own.
   size_t i = 0;
   while (i < text.size()) {
-    size_t start = i;
-    while (i < text.size()) {
-      size_t n = utf8::valid_seq_len(text, i);
-      if (n == 0) break;
-      i += n;
-    }
+    const size_t start = i, bad = utf8::first_invalid(text.substr(start));
+    i = bad == std::string_view::npos ? text.size() : start + bad;
     if (i > start)
       for (auto piece : pre_.split(text.substr(start, i - start))) encode_piece(piece, out);
     if (i < text.size()) {

@@ -1,7 +1,7 @@
 // Tokenizer::decode and the streaming decoder, shared by every tokenizer.
 #include "core/error.h"
+#include "core/utf8.h"
 #include "tokenizer/tokenizer.h"
-#include "tokenizer/utf8.h"
 
 namespace zebra {
 

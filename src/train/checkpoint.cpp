@@ -9,8 +9,8 @@
 
 #include "io/atomic_write.h"
 #include "io/safetensors.h"
-#include "io/save_hybrid.h"
 #include "model/parameters.h"
+#include "model/save_hybrid.h"
 
 namespace zebra {
 

@@ -5,8 +5,8 @@
 #pragma once
 #include <cstdint>
 
+#include "core/arena.h"
 #include "model/model.h"
-#include "train/arena.h"
 
 namespace zebra {
 

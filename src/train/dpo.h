@@ -4,8 +4,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/arena.h"
 #include "model/model.h"
-#include "train/arena.h"
 #include "train/preference_data.h"
 
 namespace zebra {

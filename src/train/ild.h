@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/arena.h"
 #include "model/model.h"
-#include "train/arena.h"
 
 namespace zebra {
 

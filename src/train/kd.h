@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/arena.h"
 #include "model/model.h"
-#include "train/arena.h"
 #include "train/losses.h"
 
 namespace zebra {

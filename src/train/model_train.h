@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/arena.h"
 #include "model/model.h"
-#include "train/arena.h"
 #include "train/decoder_layer.h"
 
 namespace zebra {

@@ -16,9 +16,9 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/progress.h"
+#include "core/utf8.h"
 #include "io/atomic_write.h"
 #include "io/mapped_file.h"
-#include "tokenizer/utf8.h"
 
 namespace zebra {
 
@@ -40,16 +40,6 @@ const char* template_name(ChatTemplateKind k) {
     case ChatTemplateKind::SmolLM: return "smollm";
   }
   return "?";
-}
-
-// Offset of the first invalid UTF-8 byte, or npos.
-size_t first_invalid_utf8(std::string_view s) {
-  for (size_t i = 0; i < s.size();) {
-    size_t n = utf8::valid_seq_len(s, i);
-    if (n == 0) return i;
-    i += n;
-  }
-  return std::string_view::npos;
 }
 
 std::string_view trim(std::string_view s) {
@@ -113,7 +103,7 @@ int64_t for_each_document_in(const Tokenizer& tok, const std::string& path, std:
                              const std::string& doc_separator,
                              const std::function<void(std::vector<int32_t>&&)>& on_doc) {
   if (is_jsonl_path(path)) return for_each_jsonl_document(tok, content, path, on_doc);
-  size_t bad = first_invalid_utf8(content);
+  size_t bad = utf8::first_invalid(content);
   ZEBRA_CHECK(bad == std::string_view::npos, path, ": invalid UTF-8 at byte offset ", bad,
               " (text data files must be UTF-8)");
   if (doc_separator.empty()) {

@@ -5,9 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/utf8.h"
 #include "io/mapped_file.h"
 #include "model/batch.h"
-#include "tokenizer/utf8.h"
 #include "train/packing.h"
 
 namespace zebra {

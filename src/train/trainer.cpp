@@ -12,8 +12,8 @@
 #include <sstream>
 
 #include "core/log.h"
-#include "io/save_hybrid.h"
 #include "model/parameters.h"
+#include "model/save_hybrid.h"
 #include "train/checkpoint.h"
 #include "train/optimizer.h"
 

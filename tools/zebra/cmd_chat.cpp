@@ -5,6 +5,7 @@
 
 #include "common.h"
 #include "core/log.h"
+#include "core/utf8.h"
 #include "model/generate.h"
 
 namespace zebra::cli {
@@ -37,7 +38,7 @@ static void run_chat(const ChatOptions& o) {
   while (true) {
     std::fprintf(stderr, "\n> ");
     if (!std::getline(std::cin, line) || line.empty()) break;
-    if (!valid_utf8(line)) {
+    if (!utf8::is_valid(line)) {
       std::fprintf(stderr, "error: the input is not valid UTF-8\n");
       continue;
     }

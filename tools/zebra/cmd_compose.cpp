@@ -6,7 +6,7 @@
 #include "common.h"
 #include "compose/compose.h"
 #include "core/log.h"
-#include "io/save_hybrid.h"
+#include "model/save_hybrid.h"
 
 namespace zebra::cli {
 

@@ -3,6 +3,7 @@
 
 #include "common.h"
 #include "core/log.h"
+#include "core/utf8.h"
 #include "model/generate.h"
 
 namespace zebra::cli {
@@ -18,7 +19,7 @@ struct GenerateOptions {
 
 static void run_generate(GenerateOptions o) {
   if (!o.prompt_file.empty()) o.prompt = read_text_file(o.prompt_file, true);
-  ZEBRA_CHECK(valid_utf8(o.prompt), "the prompt is not valid UTF-8");
+  ZEBRA_CHECK(utf8::is_valid(o.prompt), "the prompt is not valid UTF-8");
   ZEBRA_CHECK(o.n_predict >= 0, "-n must be >= 0, got ", o.n_predict);
   LoadedModel lm = open_model(o.model);
   const Model& m = *lm.model;

@@ -5,7 +5,7 @@
 #include <filesystem>
 
 #include "common.h"
-#include "io/hf_config.h"
+#include "model/hf_config.h"
 
 namespace zebra::cli {
 

@@ -12,7 +12,7 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "io/atomic_write.h"
-#include "io/save_hybrid.h"
+#include "model/save_hybrid.h"
 
 namespace zebra::cli {
 

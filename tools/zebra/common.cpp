@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "core/log.h"
+#include "core/utf8.h"
 #include "kernels/cpu/ops.h"
 
 namespace zebra::cli {
@@ -50,41 +51,16 @@ std::vector<int64_t> parse_int_list(const std::string& text, const std::string& 
   return out;
 }
 
-bool valid_utf8(const std::string& s, size_t* bad_offset) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  size_t n = s.size(), i = 0;
-  while (i < n) {
-    unsigned c = p[i];
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    bool ok = len > 0 && i + len <= n;
-    for (size_t k = 1; ok && k < len; ++k) ok = (p[i + k] & 0xC0) == 0x80;
-    if (ok && len == 2) ok = c >= 0xC2;
-    if (ok && len == 3) {
-      unsigned cp = ((c & 0x0F) << 12) | ((p[i + 1] & 0x3F) << 6) | (p[i + 2] & 0x3F);
-      ok = cp >= 0x800 && (cp < 0xD800 || cp > 0xDFFF);
-    }
-    if (ok && len == 4) {
-      unsigned cp = ((c & 0x07) << 18) | ((p[i + 1] & 0x3F) << 12) | ((p[i + 2] & 0x3F) << 6) | (p[i + 3] & 0x3F);
-      ok = cp >= 0x10000 && cp <= 0x10FFFF;
-    }
-    if (!ok) {
-      if (bad_offset) *bad_offset = i;
-      return false;
-    }
-    i += len;
-  }
-  return true;
-}
-
 std::string read_text_file(const std::string& path, bool check_utf8) {
   std::ifstream in(path, std::ios::binary);
   ZEBRA_CHECK(in.good(), "cannot open text file ", path);
   std::ostringstream ss;
   ss << in.rdbuf();
   std::string text = ss.str();
-  size_t bad = 0;
-  if (check_utf8)
-    ZEBRA_CHECK(valid_utf8(text, &bad), path, ": invalid UTF-8 at byte offset ", bad);
+  if (check_utf8) {
+    const size_t bad = utf8::first_invalid(text);
+    ZEBRA_CHECK(bad == std::string::npos, path, ": invalid UTF-8 at byte offset ", bad);
+  }
   return text;
 }
 

@@ -22,7 +22,6 @@ void add_model_options(CLI::App* cmd, ModelOptions& o, bool with_json);
 LoadedModel open_model(const ModelOptions& o, bool need_tokenizer = true);
 // Reads a whole text file; throws with the path on failure. Validates UTF-8 when check_utf8.
 std::string read_text_file(const std::string& path, bool check_utf8);
-bool valid_utf8(const std::string& s, size_t* bad_offset = nullptr);
 // Copies a llama2.c tokenizer file next to a written model as tokenizer.bin, where the loader finds it
 // (save_hybrid writes only HF tokenizer.json files). No-op for an empty path or when tokenizer.json exists.
 void copy_llama2c_tokenizer(const std::string& tokenizer_path, const std::string& model_dir);

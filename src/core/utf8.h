@@ -1,4 +1,5 @@
-// Small UTF-8 helpers shared by the tokenizers.
+// UTF-8 helpers: the one validator (tokenizers, train/ data, the CLI; io/ may use it too) and the
+// codepoint tools the tokenizers need.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -12,6 +13,8 @@ namespace zebra::utf8 {
 size_t valid_seq_len(std::string_view s, size_t i);
 // Expected length from the lead byte alone (1..4), 0 for a continuation or invalid lead byte.
 size_t lead_len(unsigned char c);
+// Offset of the first byte where no valid sequence starts (what error messages report), npos if valid.
+size_t first_invalid(std::string_view s);
 bool is_valid(std::string_view s);
 void append_codepoint(std::string& out, uint32_t cp);
 // Decodes the valid sequence at s[i] (caller checked valid_seq_len > 0).

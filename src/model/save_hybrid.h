@@ -1,5 +1,6 @@
 // Writing a Zebra hybrid in AMD's Hugging Face layout (spec §7.1, §7.3): config.json (the base Llama
 // config), hybrid_config.json (current generation), model.safetensors and the tokenizer.
+// The mirror of model/loader: it writes a whole model and its tokenizer, so it sits in model/, not io/.
 #pragma once
 #include <string>
 

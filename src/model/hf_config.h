@@ -1,6 +1,7 @@
 // Hugging Face config.json for Llama-architecture models -> LlamaConfig.
 // Reads both generations of the RoPE fields: transformers 4.x ("rope_theta" + "rope_scaling" with
 // "rope_type" or the legacy "type") and 5.x ("rope_parameters" holding rope_theta and the scaling keys).
+// In model/ with the GGUF and llama2.c conversions (loader.cpp): io/ reads formats, model/ makes configs.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>

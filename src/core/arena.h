@@ -2,6 +2,7 @@
 // training forward says it will save (mla_activation_floats, mamba2_activation_floats, ...), handed out as
 // slices during the forward and released all at once by reset() before the next step. No allocation
 // happens inside a step, and the CUDA trainer can plan its device buffer the same way.
+// A core facility (not train/'s): model/'s layers take their saved activations from it.
 #pragma once
 #include <cstdint>
 #include <string>

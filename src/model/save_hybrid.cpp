@@ -1,4 +1,4 @@
-#include "io/save_hybrid.h"
+#include "model/save_hybrid.h"
 
 #include <unistd.h>
 

@@ -1,4 +1,4 @@
-#include "tokenizer/utf8.h"
+#include "core/utf8.h"
 
 namespace zebra::utf8 {
 
@@ -30,14 +30,16 @@ size_t valid_seq_len(std::string_view s, size_t i) {
   return n;
 }
 
-bool is_valid(std::string_view s) {
+size_t first_invalid(std::string_view s) {
   for (size_t i = 0; i < s.size();) {
     size_t n = valid_seq_len(s, i);
-    if (n == 0) return false;
+    if (n == 0) return i;
     i += n;
   }
-  return true;
+  return std::string_view::npos;
 }
+
+bool is_valid(std::string_view s) { return first_invalid(s) == std::string_view::npos; }
 
 void append_codepoint(std::string& out, uint32_t cp) {
   if (cp < 0x80) {
