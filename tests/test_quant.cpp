@@ -17,6 +17,7 @@
 // re-derivation of ggml's reference on hand-made rows; with ZEBRA_LLAMA_QUANTIZE set to a llama-quantize
 // binary, every type equals llama.cpp's output byte for byte.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <bit>
@@ -191,7 +192,9 @@ TEST(QuantKernel, ActivationRoundingWithinHalfAStep) {
           sum += q.a.q[k];
           ASSERT_LE(std::fabs(x[k] - q.xhat[k]), (0.5 + 0x1p-20) * amax / 127.0) << "block " << block << " at " << k;
         }
-        if (block == 32) EXPECT_EQ(q.a.sum[t * q.a.stride + b], sum);
+        if (block == 32) {
+          EXPECT_EQ(q.a.sum[t * q.a.stride + b], sum);
+        }
         for (int j = 0; block == 256 && j < 16; ++j) {
           int s = 0;
           for (int i = 0; i < 16; ++i) s += q.a.q[t * cols + b * block + 16 * j + i];
@@ -384,8 +387,11 @@ TEST(QuantKernel, SimdPathsEqualScalarBitForBit) {
           const QuantisedActs qp = quantise_acts(x, T, cols, block, p);
           ASSERT_EQ(std::memcmp(qp.a.q, qref.a.q, static_cast<size_t>(T * cols)), 0);
           ASSERT_EQ(std::memcmp(qp.a.d, qref.a.d, static_cast<size_t>(T * qref.a.stride) * 4), 0);
-          if (block == 32) ASSERT_EQ(std::memcmp(qp.a.sum, qref.a.sum, static_cast<size_t>(T * qref.a.stride) * 4), 0);
-          else ASSERT_EQ(std::memcmp(qp.a.bsum, qref.a.bsum, static_cast<size_t>(T * qref.a.nb) * 32), 0);
+          if (block == 32) {
+            ASSERT_EQ(std::memcmp(qp.a.sum, qref.a.sum, static_cast<size_t>(T * qref.a.stride) * 4), 0);
+          } else {
+            ASSERT_EQ(std::memcmp(qp.a.bsum, qref.a.bsum, static_cast<size_t>(T * qref.a.nb) * 32), 0);
+          }
           const std::vector<float> y = run(x.data(), W, T, p);
           ASSERT_EQ(std::memcmp(y.data(), ref.data(), y.size() * 4), 0);
         }
@@ -507,6 +513,42 @@ TEST(QuantKernel, MatvecSpeedReport) {
       for (int i = 0; i < reps; ++i) cpu::quant_linear(x.data(), W, y.data(), 1);
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
       std::cout << "  " << path_name(p) << " " << s * 1e6 << " us (" << W.nbytes() / s / 1e9 << " GB/s)";
+    }
+    cpu::quant::force_path(Path::Auto);
+    std::cout << "\n";
+  }
+}
+
+// One decode step's matrix-vector products over every weight matrix of the SmolLM2 GGUF (what a
+// token reads in a native-quant forward, 92 MiB), and a 64-token prefill's: reported, not asserted.
+TEST(QuantKernel, SmolLMWeightSweepReport) {
+  ZEBRA_REQUIRE_SMOLLM(path);
+  GgufFile f(path);
+  std::vector<QuantMatrix> ms;
+  size_t bytes = 0;
+  for (const std::string& name : f.names()) {
+    const TensorView* v = f.find(name);
+    if (v->shape.size() != 2 || !cpu::quant_supported(v->dtype)) continue;
+    ms.push_back(cpu::quant_matrix_view(*v));
+    bytes += ms.back().nbytes();
+  }
+  std::mt19937 rng(9);
+  for (int64_t T : {1, 64}) {
+    const std::vector<float> x = random_acts(T, 1536, rng);
+    std::vector<float> y(static_cast<size_t>(T * 49152));
+    std::cout << "SmolLM2 sweep of " << ms.size() << " matrices (" << bytes / 1048576 << " MiB), T = " << T << ", "
+              << omp_get_max_threads() << " threads:";
+    for (Path p : available_paths()) {
+      if (p == Path::Scalar && T > 1) continue;
+      cpu::quant::force_path(p);
+      double best = 1e30;
+      for (int rep = 0; rep < (p == Path::Scalar ? 1 : 5); ++rep) {
+        const auto t0 = std::chrono::steady_clock::now();
+        for (const QuantMatrix& m : ms) cpu::quant_linear(x.data(), m, y.data(), T);
+        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      }
+      std::cout << "  " << path_name(p) << " " << best * 1e3 << " ms (" << T / best << " tok/s, "
+                << bytes / best / 1e9 << " GB/s)";
     }
     cpu::quant::force_path(Path::Auto);
     std::cout << "\n";
