@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #if defined(__x86_64__)
 #include <cpuid.h>
 #endif
@@ -22,8 +23,8 @@ size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
 
 // Byte sizes of the parts of a QuantActs buffer, each rounded up to ALIGN.
 struct Parts {
-  size_t d = 0, sum = 0, bsum = 0, q = 0;
-  size_t total() const { return d + sum + bsum + q; }
+  size_t d = 0, sum = 0, bsum = 0, q = 0, qi = 0;
+  size_t total() const { return d + sum + bsum + q + qi; }
 };
 
 Parts parts(int block, int64_t rows, int64_t cols) {
@@ -34,6 +35,7 @@ Parts parts(int block, int64_t rows, int64_t cols) {
   if (block == QK) p.sum = round_up(r * stride * sizeof(int32_t), ALIGN);
   else p.bsum = round_up(r * nb * 16 * sizeof(int16_t), ALIGN);
   p.q = round_up(r * static_cast<size_t>(cols), ALIGN);
+  if (block == QK && rows >= 2) p.qi = round_up(r * stride * QK, ALIGN);
   return p;
 }
 
@@ -98,7 +100,22 @@ QuantActs acts_layout(int block, int64_t rows, int64_t cols, uint8_t* mem) {
   else a.bsum = reinterpret_cast<int16_t*>(base);
   base += p.sum + p.bsum;
   a.q = reinterpret_cast<int8_t*>(base);
+  base += p.q;
+  if (p.qi) a.qi = reinterpret_cast<int8_t*>(base);
   return a;
+}
+
+void interleave_acts(const QuantActs& a, int64_t t0, int64_t t1) {
+  for (int64_t t = t0; t < t1; ++t) {
+    const int8_t* q = a.q + t * a.cols;
+    int8_t* out = a.qi + t * a.stride * QK;
+    for (int64_t g = 0; g < a.stride; g += LANES)
+      for (int k = 0; k < QK / 4; ++k)
+        for (int l = 0; l < LANES; ++l, out += 4) {
+          if (g + l < a.nb) std::memcpy(out, q + (g + l) * QK + 4 * k, 4);
+          else std::memset(out, 0, 4);
+        }
+  }
 }
 
 bool path_available(Path p) { return p == Path::Auto || table(p) != nullptr; }
@@ -218,7 +235,11 @@ void quant_linear(const float* x, const QuantMatrix& W, float* y, int64_t T, uin
   constexpr int64_t ACT_ROWS = 4;
   const int64_t act_chunks = (T + ACT_ROWS - 1) / ACT_ROWS;
 #pragma omp parallel for schedule(static) if (act_chunks > 1 && T * W.cols >= 16384)
-  for (int64_t c = 0; c < act_chunks; ++c) quantize_acts(x, c * ACT_ROWS, std::min(T, (c + 1) * ACT_ROWS), acts);
+  for (int64_t c = 0; c < act_chunks; ++c) {
+    const int64_t t0 = c * ACT_ROWS, t1 = std::min(T, (c + 1) * ACT_ROWS);
+    quantize_acts(x, t0, t1, acts);
+    if (acts.qi) interleave_acts(acts, t0, t1);
+  }
 
   // y [T, rows]: tiles of weight rows × activation rows.
   const TileFn tile = k.tile[f];

@@ -60,7 +60,14 @@ struct QuantActs {
   int32_t* sum = nullptr;      // [rows, stride], block 32
   int16_t* bsum = nullptr;     // [rows, nb, 16], block 256
   int8_t* q = nullptr;         // [rows, cols]
+  // Block 32 with rows >= 2: q again, interleaved for the multi-row SIMD kernels: per row and group of
+  // LANES blocks, 8 vectors of 32 bytes where vector k holds bytes 4k..4k+3 of each block of the group
+  // (zeros past the row's end), so one 4-byte dot per lane sums a whole block. [rows, stride * 32]
+  int8_t* qi = nullptr;
 };
+
+// Fills a.qi from a.q for rows [t0, t1).
+void interleave_acts(const QuantActs& a, int64_t t0, int64_t t1);
 
 // Bytes of the buffer acts_layout carves (64-byte aligned parts, plus 64 for aligning the base).
 size_t acts_bytes(int block, int64_t rows, int64_t cols);
