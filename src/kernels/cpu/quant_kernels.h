@@ -2,7 +2,7 @@
 // the one order of fp32 arithmetic every kernel path follows, and the run-time choice of path.
 //
 // Why every path gives the same bits. For output y = dot(W row, x row):
-//  1. x is quantised per block by one definition (quantize_acts_*: d = amax/127, q = nearest-even of
+//  1. x is quantised per block by one definition (acts32/acts256: d = amax/127, q = nearest-even of
 //     x * (127/amax)); the SIMD quantisers compute exactly that (max, one division, one multiply, a
 //     round in the current mode).
 //  2. Per weight block b the kernel forms integers: isum_b = sum of level * q (with the format's level
