@@ -15,7 +15,7 @@
 #include "core/error.h"
 #include "io/gguf.h"
 #include "io/gguf_writer.h"
-#include "io/quantize.h"
+#include "core/quantize.h"
 #include "support.h"
 
 namespace zebra {

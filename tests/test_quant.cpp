@@ -32,11 +32,12 @@
 #include <vector>
 
 #include "core/error.h"
-#include "io/dtype.h"
+#include "core/dtype.h"
 #include "io/gguf.h"
 #include "io/gguf_writer.h"
-#include "io/quantize.h"
+#include "core/quantize.h"
 #include "kernels/cpu/quant.h"
+#include "model/quant_weights.h"
 #include "kernels/cpu/quant_kernels.h"
 #include "support.h"
 
@@ -459,7 +460,7 @@ TEST(QuantKernel, RejectsBadShapesAndTypes) {
   v.file = "m.gguf";
   v.dtype = DType::Q8_0;
   v.shape = {64};
-  EXPECT_NE(test::error_message([&] { cpu::quant_matrix_view(v); }).find("expected a matrix"), std::string::npos);
+  EXPECT_NE(test::error_message([&] { quant_matrix_view(v); }).find("expected a matrix"), std::string::npos);
 }
 
 // A real tensor: the SmolLM2 GGUF's Q4_1 / Q8_0 matrices as views, against their dequantisation.
@@ -472,7 +473,7 @@ TEST(QuantKernel, SmolLMTensorsAgainstDequantisation) {
     const TensorView* v = f.find(name);
     if (v->shape.size() != 2 || !cpu::quant_supported(v->dtype) || seen[v->dtype]++ > 0) continue;
     SCOPED_TRACE(name);
-    QuantMatrix W = cpu::quant_matrix_view(*v);
+    QuantMatrix W = quant_matrix_view(*v);
     const int64_t rows = std::min<int64_t>(W.rows, 300);
     W.rows = rows;
     const std::vector<float> w = dequant(W);
@@ -529,7 +530,7 @@ TEST(QuantKernel, SmolLMWeightSweepReport) {
   for (const std::string& name : f.names()) {
     const TensorView* v = f.find(name);
     if (v->shape.size() != 2 || !cpu::quant_supported(v->dtype)) continue;
-    ms.push_back(cpu::quant_matrix_view(*v));
+    ms.push_back(quant_matrix_view(*v));
     bytes += ms.back().nbytes();
   }
   std::mt19937 rng(9);

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "io/dtype.h"
+#include "core/dtype.h"
 #include "io/gguf.h"
 
 namespace zebra {

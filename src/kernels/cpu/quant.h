@@ -8,8 +8,7 @@
 #include <memory>
 #include <vector>
 
-#include "io/dtype.h"
-#include "io/tensor_view.h"
+#include "core/dtype.h"
 
 namespace zebra::cpu {
 
@@ -29,8 +28,6 @@ struct QuantMatrix {
 // The block types quant_linear runs on.
 bool quant_supported(DType t);
 
-// A view of a 2-D GGUF tensor [rows, cols] of a supported type (no copy); throws naming the tensor.
-QuantMatrix quant_matrix_view(const TensorView& v);
 // w [rows, cols] quantised to `type` with io/quantize's reference quantisers, owning its blocks.
 QuantMatrix quantize_matrix(const float* w, int64_t rows, int64_t cols, DType type);
 // Row r dequantised: out [cols].

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "io/dtype.h"
+#include "core/dtype.h"
 #include "kernels/cpu/quant_kernels.h"
 
 // The lane updates are explicit fmas and the rest plain products and sums; nothing may be contracted.

@@ -6,7 +6,7 @@
 #pragma once
 #include <cstdint>
 
-#include "io/dtype.h"
+#include "core/dtype.h"
 
 namespace zebra {
 

@@ -1,4 +1,4 @@
-#include "io/quantize.h"
+#include "core/quantize.h"
 
 #include <algorithm>
 #include <cfloat>
