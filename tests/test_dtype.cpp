@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "io/dtype.h"
+#include "core/dtype.h"
 #include "support.h"
 
 namespace zebra {

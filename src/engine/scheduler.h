@@ -65,9 +65,12 @@ class Scheduler {
   Scheduler(Engine& engine, SchedulerOptions opts = {});
   ~Scheduler();
 
-  // Queues a request and returns its id. Throws zebra::Error when it can never run: an empty prompt, or
-  // prompt + max_tokens past the engine's n_ctx, or more blocks than the whole cache holds (the message says
-  // what fits). A request that fits but not now waits for running ones to finish.
+  // Queues a request and returns its id. Throws zebra::Error when it can never run: an empty prompt, a
+  // token outside the vocabulary, a prompt longer than the engine's n_ctx, or more blocks than the whole
+  // cache holds for prompt + max_tokens (capped at n_ctx; the message says what fits). A request that fits
+  // but not now waits for running ones to finish (admission is in arrival order, with its blocks reserved
+  // up front so it never runs out; no preemption). Generation past n_ctx ends with FinishReason::Context.
+  // A scoring request without max_tokens never reads its last prompt token (only its log-prob is needed).
   int64_t submit(GenRequest request);
   // Finishes a waiting or running request (reason Cancelled); its sequence is freed at once.
   void cancel(int64_t id);
@@ -79,7 +82,8 @@ class Scheduler {
   bool finished(int64_t id) const;
   // The result of a finished request (once; then forgotten).
   RequestResult take_result(int64_t id);
-  // Called as each request finishes, with its result (before take_result could see it).
+  // Called as each request finishes, with its result (before take_result could see it). Callbacks
+  // (on_token, on_finish) may call submit() and cancel(), never step().
   std::function<void(int64_t id, const RequestResult& result)> on_finish;
 
   SchedulerStats stats() const;

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "core/tensor.h"
-#include "io/dtype.h"
+#include "core/dtype.h"
 
 namespace zebra {
 

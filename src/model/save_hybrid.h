@@ -4,7 +4,7 @@
 #pragma once
 #include <string>
 
-#include "io/dtype.h"
+#include "core/dtype.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 

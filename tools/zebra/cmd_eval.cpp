@@ -1,14 +1,16 @@
-// zebra eval: zero-shot accuracy on lm-eval-harness-style tasks (multiple choice, WinoGrande partial
-// scoring, LAMBADA), as a markdown table on stdout and JSON in lm-eval's results layout.
+// zebra eval: zero- or few-shot (--num-fewshot) accuracy on lm-eval-harness-style tasks (multiple choice,
+// WinoGrande partial scoring, LAMBADA), as a markdown table on stdout and JSON in lm-eval's results layout.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "common.h"
 #include "core/log.h"
 #include "core/progress.h"
+#include "eval/fewshot.h"
 #include "eval/tasks.h"
 #include "io/atomic_write.h"
 
@@ -26,6 +28,8 @@ struct EvalCliOptions {
   std::string on_bad_line = "stop";
   bool naive = false;
   std::string output;
+  FewshotOptions fewshot;
+  std::string fewshot_file, fewshot_split;
 };
 
 // ../shared/assets/benchmarks from the current directory, else from the repository the binary was built
@@ -83,6 +87,28 @@ static std::vector<TaskSpec> resolve_tasks(const EvalCliOptions& o) {
   return specs;
 }
 
+// The pool few-shot examples come from for one task: --fewshot-file, the task's --fewshot-split file beside
+// it (<task>_<split>.jsonl), or none (the task's own items).
+static std::optional<Task> fewshot_pool(const EvalCliOptions& o, const TaskSpec& spec, BadLinePolicy policy) {
+  if (!o.fewshot_file.empty()) return load_task_file(spec.name + " (few-shot)", o.fewshot_file, policy);
+  if (o.fewshot_split.empty()) return std::nullopt;
+  const fs::path dir = fs::path(spec.path).parent_path();
+  const fs::path file = dir / (spec.name + "_" + o.fewshot_split + ".jsonl");
+  if (!fs::exists(file)) {
+    std::string have;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir.empty() ? fs::path(".") : dir, ec)) {
+      const std::string f = e.path().filename().string();
+      if (f.rfind(spec.name + "_", 0) == 0 && e.path().extension() == ".jsonl") have += (have.empty() ? "" : ", ") + f;
+    }
+    fail("--fewshot-split ", o.fewshot_split, ": task '", spec.name, "' has no file ", file.string(),
+         have.empty() ? std::string(" (no other split of it is there; leave the flag out to draw from the task's own "
+                                    "items, or give --fewshot-file)")
+                      : " (there: " + have + ")");
+  }
+  return load_task_file(spec.name + " (" + o.fewshot_split + ")", file.string(), policy);
+}
+
 static std::string fmt(double v, const char* f = "%.4f") {
   if (std::isnan(v)) return "-";
   char buf[64];
@@ -109,8 +135,19 @@ static void run_eval(const EvalCliOptions& o) {
   const BadLinePolicy policy = o.on_bad_line == "skip" ? BadLinePolicy::Skip : BadLinePolicy::Stop;
 
   // Read every task before loading the model, so a bad file fails fast.
+  ZEBRA_CHECK(o.fewshot.k >= 0, "--num-fewshot must be >= 0, got ", o.fewshot.k);
+  ZEBRA_CHECK(o.fewshot_file.empty() || o.fewshot_split.empty(), "give --fewshot-file or --fewshot-split, not both");
+  ZEBRA_CHECK(o.fewshot.k > 0 || (o.fewshot_file.empty() && o.fewshot_split.empty() && !o.fewshot.shared),
+              "--fewshot-file, --fewshot-split and --fewshot-shared need --num-fewshot K > 0");
   std::vector<Task> tasks;
-  for (const TaskSpec& s : resolve_tasks(o)) tasks.push_back(load_task_file(s.name, s.path, policy));
+  for (const TaskSpec& s : resolve_tasks(o)) {
+    Task t = load_task_file(s.name, s.path, policy);
+    if (o.fewshot.k > 0) {
+      std::optional<Task> pool = fewshot_pool(o, s, policy);
+      t = with_fewshot(t, pool ? &*pool : nullptr, o.fewshot);
+    }
+    tasks.push_back(std::move(t));
+  }
   LoadedModel lm = open_model(o.model);
 
   EvalOptions eo;
@@ -155,12 +192,21 @@ static void run_eval(const EvalCliOptions& o) {
   }
   j["results"] = res;
   j["n-samples"] = samples;
+  nlohmann::ordered_json shots = nlohmann::ordered_json::object();
+  for (const TaskResult& r : results) shots[r.name] = o.fewshot.k;
+  j["n-shot"] = shots;
   j["average"]["acc,none"] = avg_acc;
   if (n_norm) j["average"]["acc_norm,none"] = avg_norm;
   j["config"] = {{"model", o.model.model},
                  {"limit", o.limit > 0 ? nlohmann::ordered_json(o.limit) : nlohmann::ordered_json(nullptr)},
                  {"batch_size", o.batch},
                  {"naive", o.naive},
+                 {"num_fewshot", o.fewshot.k},
+                 {"fewshot_seed", o.fewshot.seed},
+                 {"fewshot_shared", o.fewshot.shared},
+                 {"fewshot_source", !o.fewshot_file.empty()    ? o.fewshot_file
+                                    : !o.fewshot_split.empty() ? "split " + o.fewshot_split
+                                                               : std::string("the task's own items")},
                  {"items_per_second", items / seconds},
                  {"seconds", seconds}};
   const std::string text = j.dump(2) + "\n";
@@ -173,7 +219,7 @@ static void run_eval(const EvalCliOptions& o) {
 }
 
 void register_eval(CLI::App& app) {
-  auto* cmd = app.add_subcommand("eval", "zero-shot accuracy on lm-eval-harness-style tasks");
+  auto* cmd = app.add_subcommand("eval", "zero- or few-shot accuracy on lm-eval-harness-style tasks");
   auto o = std::make_shared<EvalCliOptions>();
   add_model_options(cmd, o->model, true);
   cmd->add_option("--tasks", o->tasks, "comma-separated known tasks (arc_easy,arc_challenge,piqa,...) or all");
@@ -184,6 +230,14 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--on-bad-line", o->on_bad_line, "malformed items: stop (default) or skip with a warning");
   cmd->add_flag("--naive", o->naive, "score every choice with a full forward (no shared-context cache)");
   cmd->add_option("--output", o->output, "also write the JSON results to this file");
+  cmd->add_option("--num-fewshot", o->fewshot.k, "labelled examples before each item (lm-eval's layout)")
+      ->capture_default_str();
+  cmd->add_option("--fewshot-file", o->fewshot_file, "draw the examples from this task file (default: the task's own items)");
+  cmd->add_option("--fewshot-split", o->fewshot_split,
+                  "draw the examples from the task's SPLIT file beside it: <task>_<SPLIT>.jsonl");
+  cmd->add_option("--fewshot-seed", o->fewshot.seed, "seed of the example draws")->capture_default_str();
+  cmd->add_flag("--fewshot-shared", o->fewshot.shared,
+                "one draw for the whole task: every item gets the same examples (a prefix computed once)");
   cmd->callback([o] { run_eval(*o); });
 }
 

@@ -1,4 +1,4 @@
-#include "io/dtype.h"
+#include "core/dtype.h"
 
 #include <algorithm>
 #include <bit>
