@@ -102,7 +102,7 @@ class CudaEngine final : public Engine {
   void plan_workspace(cuda::DeviceArena& a);
   void allocate_caches();
   void check_seq(int32_t seq, const char* what) const;
-  void check_batch(const Batch& batch, const RowPlan& plan) const;
+  void check_batch(const Batch& batch, const RowPlan& plan, bool check_blocks) const;
   void run_slice(const Batch& batch, bool to_host);
   StepShape fill_step(const RowPlan& plan, int64_t bucket);
   void upload_step(int64_t table_rows, int64_t table_cols);
@@ -584,7 +584,7 @@ MemoryReport CudaEngine<T>::memory() const {
 // ---- a forward ---------------------------------------------------------------------------------------------
 
 template <class T>
-void CudaEngine<T>::check_batch(const Batch& batch, const RowPlan& plan) const {
+void CudaEngine<T>::check_batch(const Batch& batch, const RowPlan& plan, bool check_blocks) const {
   const int64_t V = model_.config.vocab_size;
   for (int64_t t = 0; t < batch.size(); ++t) {
     ZEBRA_CHECK(batch.tokens[t] >= 0 && batch.tokens[t] < V, "token id ", batch.tokens[t], " is outside the vocabulary [0, ",
@@ -599,7 +599,7 @@ void CudaEngine<T>::check_batch(const Batch& batch, const RowPlan& plan) const {
                 r.pos0, " neither starts it afresh (0) nor continues it (", len, ")");
     ZEBRA_CHECK(r.end() <= opts_.n_ctx, "position ", r.end() - 1, " of sequence ", r.seq, " exceeds the context size ",
                 opts_.n_ctx, " (use a larger -c)");
-    if (block_elems_ == 0) continue;
+    if (block_elems_ == 0 || !check_blocks) continue;
     if (r.pos0 == 0) {
       need += (r.n + opts_.block_tokens - 1) / opts_.block_tokens;
       freeable += (len + opts_.block_tokens - 1) / opts_.block_tokens;  // at most what restarting frees
@@ -607,7 +607,7 @@ void CudaEngine<T>::check_batch(const Batch& batch, const RowPlan& plan) const {
       need += book_->blocks_needed(r.seq, r.n);
     }
   }
-  if (need > book_->free_blocks() + freeable)
+  if (check_blocks && need > book_->free_blocks() + freeable)
     throw CacheFullError(cat("the cache is full: this batch needs ", need, " blocks of ", opts_.block_tokens,
                              " tokens but ", book_->free_blocks(), " of ", n_blocks_, " are free"));
 }
@@ -620,12 +620,15 @@ void CudaEngine<T>::run(const Batch& batch, ForwardTrace* trace) {
               limit_tokens_);
   set_device();
   const RowPlan whole = plan_rows(batch);
-  check_batch(batch, whole);
+  const int64_t n_logits = static_cast<int64_t>(whole.logit_rows.size());
+  const bool one_forward = batch.size() <= rows_ && n_logits <= logit_rows_;
+  // One forward appends all its sequences at once (CacheBook's batch append: all or nothing); a batch run in
+  // slices is checked for blocks up front instead (a bound: what restarting sequences free is counted in full).
+  check_batch(batch, whole, !one_forward);
   logits_on_host_ = false;
   host_logits_.clear();
   last_logits_ = 0;
-  const int64_t n_logits = static_cast<int64_t>(whole.logit_rows.size());
-  if (batch.size() <= rows_ && n_logits <= logit_rows_) {
+  if (one_forward) {
     run_slice(batch, false);
     return;
   }
@@ -734,7 +737,9 @@ template <class T>
 void CudaEngine<T>::run_slice(const Batch& batch, bool to_host) {
   const RowPlan plan = plan_rows(batch);
   std::vector<BlockCopy> copies;
-  for (const Run& r : plan.runs) book_->append(r.seq, r.n, r.pos0 == 0, copies);
+  std::vector<SeqAppend> appends;
+  for (const Run& r : plan.runs) appends.push_back(SeqAppend{r.seq, r.n, r.pos0 == 0});
+  book_->append(appends.data(), static_cast<int64_t>(appends.size()), copies);  // all or nothing
   for (const BlockCopy& bc : copies)
     ZEBRA_CUDA_CHECK(cudaMemcpyAsync(kv_pool_.get() + bc.dst * block_elems_, kv_pool_.get() + bc.src * block_elems_,
                                      sizeof(T) * block_elems_, cudaMemcpyDeviceToDevice, stream_));
