@@ -42,6 +42,7 @@ std::unique_ptr<Engine> gpu(const Model& m, const std::string& dtype, int64_t ma
   o.max_seqs = max_seqs;
   o.n_ctx = n_ctx;
   o.n_snapshots = 2;
+  o.max_batch_tokens = max_seqs * n_ctx;  // the tests run whole batches; slicing is the tuning's business
   return make_cuda_engine(m, o, t);
 }
 

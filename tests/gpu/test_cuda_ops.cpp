@@ -237,8 +237,9 @@ TYPED_TEST(CudaOps, EmbeddingGatherRowsAndCast) {
   const std::vector<float> sel = dsel.download(), cast = download_f32(dcast);
   for (size_t j = 0; j < idx.size(); ++j)
     for (int64_t i = 0; i < H; ++i) {
-      ASSERT_EQ(sel[j * H + i], emb[idx[j] * H + i]);
-      ASSERT_EQ(cast[j * H + i], emb[idx[j] * H + i]);  // already representable in T
+      // gather_rows picks rows of x, the embeddings of tok[idx[j]]
+      ASSERT_EQ(sel[j * H + i], x[idx[j] * (H + 1) + i]);
+      ASSERT_EQ(cast[j * H + i], x[idx[j] * (H + 1) + i]);  // already representable in T
     }
 }
 
