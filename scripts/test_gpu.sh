@@ -12,6 +12,8 @@ BUILD=${BUILD_DIR:-build-gpu}
 JOBS=$(nproc)
 LOGS="$BUILD/gpu-logs"
 command -v nvcc >/dev/null 2>&1 || export PATH="/usr/local/cuda/bin:$PATH"
+# A machine without libpcre2-dev (the lent H200's image) gets a carried static PCRE2 in .gpu-deps/.
+[ -d .gpu-deps/lib/pkgconfig ] && export PKG_CONFIG_PATH="$PWD/.gpu-deps/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 mkdir -p "$LOGS"
 
 say() { echo "test_gpu: $*" >&2; }
